@@ -1,0 +1,31 @@
+//! The seam between the write path and a database: the one trait a platform implements.
+
+use crate::error::BackendError;
+use crate::value::Value;
+
+/// What one executed write did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Rows inserted, updated or deleted by the statement.
+    pub changes: u64,
+    /// The connection's last inserted rowid after the statement.
+    pub last_rowid: i64,
+}
+
+/// A database connection the writer drives. Exactly one exists per store: the writer owns it.
+///
+/// Errors come back already classified ([`BackendError::class`]), by error code and never by
+/// message text, so the core decides retry, salvage or failure without knowing the database.
+pub trait Backend {
+    /// Starts a write transaction (`BEGIN IMMEDIATE` on SQLite).
+    fn begin(&mut self) -> Result<(), BackendError>;
+    /// Runs one statement with one parameter row inside the open transaction.
+    fn execute(&mut self, sql: &str, params: &[Value]) -> Result<Applied, BackendError>;
+    /// Commits the open transaction.
+    fn commit(&mut self) -> Result<(), BackendError>;
+    /// Rolls the open transaction back; a no-op when none is open.
+    fn rollback(&mut self) -> Result<(), BackendError>;
+    /// Whether a transaction is still open. Checked after a rejected write: some errors make the
+    /// database roll the whole transaction back, and then the batch is replayed without it.
+    fn in_transaction(&self) -> bool;
+}

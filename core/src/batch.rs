@@ -1,0 +1,341 @@
+//! Batches: how many writes go into one transaction, and how a batch is applied with salvage.
+
+use std::borrow::Borrow;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use crate::backend::{Applied, Backend};
+use crate::error::{BackendError, ErrorClass, WriteError};
+use crate::value::Value;
+
+/// One accepted write: a statement and its parameter rows.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Write {
+    /// The statement, run with a cached prepared statement.
+    pub sql: String,
+    /// One parameter row (`write`) or many (`write_many`).
+    pub rows: Rows,
+}
+
+/// The parameter rows of a write.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Rows {
+    /// A single write: resolves with its [`Applied`] or its error.
+    One(Vec<Value>),
+    /// Many rows for one statement: resolves with a count and the rejected rows.
+    Many(Vec<Vec<Value>>),
+}
+
+impl Write {
+    /// A single write.
+    pub fn one(sql: impl Into<String>, params: Vec<Value>) -> Self {
+        Write { sql: sql.into(), rows: Rows::One(params) }
+    }
+
+    /// Many parameter rows for one statement.
+    pub fn many(sql: impl Into<String>, rows: Vec<Vec<Value>>) -> Self {
+        Write { sql: sql.into(), rows: Rows::Many(rows) }
+    }
+
+    /// Parameter rows carried (its weight in the queue and in a batch).
+    pub fn row_count(&self) -> usize {
+        match &self.rows {
+            Rows::One(_) => 1,
+            Rows::Many(rows) => rows.len(),
+        }
+    }
+
+    /// Checks the values before the write is accepted; the first bad value is reported.
+    pub fn check(&self) -> Result<(), WriteError> {
+        let check_row = |row: &[Value], at: Option<usize>| {
+            for (i, v) in row.iter().enumerate() {
+                if let Err(why) = v.check() {
+                    let place = at.map_or(String::new(), |r| format!("row {r}, "));
+                    return Err(WriteError::InvalidInput { message: format!("{place}parameter {}: {why}", i + 1) });
+                }
+            }
+            Ok(())
+        };
+        match &self.rows {
+            Rows::One(row) => check_row(row, None),
+            Rows::Many(rows) => rows.iter().enumerate().try_for_each(|(r, row)| check_row(row, Some(r))),
+        }
+    }
+}
+
+/// How one write of a committed batch ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WriteResult {
+    /// A single write: applied, or rejected alone with its error.
+    One(Result<Applied, WriteError>),
+    /// A `write_many`: rows committed, and each rejected row's index with its error.
+    Many {
+        /// Rows committed.
+        committed: u64,
+        /// Rejected rows, by index into the rows given.
+        rejected: Vec<(usize, WriteError)>,
+    },
+}
+
+impl WriteResult {
+    /// Rows this write committed.
+    pub fn committed_rows(&self) -> u64 {
+        match self {
+            WriteResult::One(Ok(_)) => 1,
+            WriteResult::One(Err(_)) => 0,
+            WriteResult::Many { committed, .. } => *committed,
+        }
+    }
+
+    /// Rows of this write that were rejected.
+    pub fn rejected_rows(&self) -> u64 {
+        match self {
+            WriteResult::One(Ok(_)) => 0,
+            WriteResult::One(Err(_)) => 1,
+            WriteResult::Many { rejected, .. } => rejected.len() as u64,
+        }
+    }
+}
+
+/// What applying a batch did. Only `Committed` resolves tickets `Ok`.
+#[derive(Debug, PartialEq)]
+pub enum BatchOutcome {
+    /// The transaction committed. One result per write, in batch order.
+    Committed {
+        /// Per-write results.
+        results: Vec<WriteResult>,
+        /// How many times the batch was replayed because the database rolled the whole
+        /// transaction back after a rejected write.
+        replays: u32,
+    },
+    /// Lock contention; the transaction was rolled back. Retry the whole batch later.
+    Transient(BackendError),
+    /// The database failed; the transaction was rolled back. Every write of the batch fails.
+    Failed(BackendError),
+}
+
+/// Applies a batch in one transaction, salvaging what can be salvaged.
+///
+/// A write rejected on its own (constraint, bad SQL, bad parameter) is recorded with its error
+/// and the others go on: SQLite's statement atomicity has undone its partial effect. If the
+/// database rolled the whole transaction back (checked with [`Backend::in_transaction`]), the
+/// batch is replayed from the start without the rejected rows, so nothing is applied twice and
+/// nothing is half applied. A transient or fatal error rolls everything back and is returned.
+pub fn apply<B: Backend + ?Sized, W: Borrow<Write>>(backend: &mut B, writes: &[W]) -> BatchOutcome {
+    // (write index, row index) of rows rejected so far; grows on each replay, so replays end.
+    let mut rejected: BTreeSet<(usize, usize)> = BTreeSet::new();
+    let mut errors: Vec<((usize, usize), WriteError)> = Vec::new();
+    let mut replays = 0;
+    'attempt: loop {
+        if let Err(e) = backend.begin() {
+            return abandon(backend, e);
+        }
+        let mut applied: Vec<Vec<Option<Applied>>> = Vec::with_capacity(writes.len());
+        for (w, write) in writes.iter().enumerate() {
+            let write = write.borrow();
+            let rows: &[Vec<Value>] = match &write.rows {
+                Rows::One(p) => std::slice::from_ref(p),
+                Rows::Many(rows) => rows,
+            };
+            let mut done = Vec::with_capacity(rows.len());
+            for (r, params) in rows.iter().enumerate() {
+                if rejected.contains(&(w, r)) {
+                    done.push(None);
+                    continue;
+                }
+                match backend.execute(&write.sql, params) {
+                    Ok(a) => done.push(Some(a)),
+                    Err(e) if e.class == ErrorClass::Rejected => {
+                        rejected.insert((w, r));
+                        errors.push(((w, r), WriteError::Backend(e)));
+                        done.push(None);
+                        if !backend.in_transaction() {
+                            replays += 1;
+                            continue 'attempt;
+                        }
+                    }
+                    Err(e) => return abandon(backend, e),
+                }
+            }
+            applied.push(done);
+        }
+        if let Err(e) = backend.commit() {
+            return abandon(backend, e);
+        }
+        return BatchOutcome::Committed { results: assemble(writes, applied, errors), replays };
+    }
+}
+
+fn abandon<B: Backend + ?Sized>(backend: &mut B, e: BackendError) -> BatchOutcome {
+    // The rollback's own failure changes nothing for the caller: the original error is what
+    // happened, and the next `begin` reports a connection that is really broken.
+    let _ = backend.rollback();
+    if e.class == ErrorClass::Transient { BatchOutcome::Transient(e) } else { BatchOutcome::Failed(e) }
+}
+
+fn assemble<W: Borrow<Write>>(
+    writes: &[W],
+    applied: Vec<Vec<Option<Applied>>>,
+    mut errors: Vec<((usize, usize), WriteError)>,
+) -> Vec<WriteResult> {
+    errors.sort_by_key(|(at, _)| *at);
+    let mut errors = errors.into_iter().peekable();
+    writes
+        .iter()
+        .zip(applied)
+        .enumerate()
+        .map(|(w, (write, done))| {
+            let mut own = Vec::new();
+            while let Some(((ew, _), _)) = errors.peek() {
+                if *ew != w {
+                    break;
+                }
+                let ((_, r), e) = errors.next().expect("peeked");
+                own.push((r, e));
+            }
+            match write.borrow().rows {
+                Rows::One(_) => match (done.first().copied().flatten(), own.pop()) {
+                    (Some(a), _) => WriteResult::One(Ok(a)),
+                    (None, Some((_, e))) => WriteResult::One(Err(e)),
+                    (None, None) => unreachable!("a single write is either applied or rejected"),
+                },
+                Rows::Many(_) => {
+                    WriteResult::Many { committed: done.iter().filter(|a| a.is_some()).count() as u64, rejected: own }
+                }
+            }
+        })
+        .collect()
+}
+
+/// Decides batch sizes: a base cap that doubles while a backlog remains after a take (up to a
+/// ceiling) and halves back when batches come out small.
+#[derive(Clone, Debug)]
+pub struct Batcher {
+    base_rows: usize,
+    ceiling_rows: usize,
+    limit: usize,
+    linger: Duration,
+}
+
+impl Batcher {
+    /// A batcher with a base cap, a ceiling for growth under load, and a linger time.
+    pub fn new(base_rows: usize, ceiling_rows: usize, linger: Duration) -> Self {
+        let base_rows = base_rows.max(1);
+        Batcher { base_rows, ceiling_rows: ceiling_rows.max(base_rows), limit: base_rows, linger }
+    }
+
+    /// Rows to take for the next batch.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Adapts after a take: grow while writes are left behind, shrink when batches are small.
+    pub fn on_taken(&mut self, taken_rows: usize, left_rows: usize) {
+        if left_rows > 0 {
+            self.limit = (self.limit * 2).min(self.ceiling_rows);
+        } else if taken_rows * 4 <= self.limit {
+            self.limit = (self.limit / 2).max(self.base_rows);
+        }
+    }
+
+    /// When the writer should take a batch, given what waits: `None` if nothing waits,
+    /// otherwise the host time at which to take it (now, or when the linger ends).
+    pub fn ready_at(
+        &self,
+        queued_rows: usize,
+        oldest_accepted_at: Option<Duration>,
+        now: Duration,
+    ) -> Option<Duration> {
+        let oldest = oldest_accepted_at?;
+        if queued_rows >= self.limit || self.linger.is_zero() {
+            return Some(now);
+        }
+        Some((oldest + self.linger).max(now))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::{FakeBackend, Fault};
+    use crate::params;
+
+    fn ins(v: i64) -> Write {
+        Write::one("INSERT", params![v])
+    }
+
+    #[test]
+    fn a_rejected_write_leaves_the_rest_committed() {
+        let mut db = FakeBackend::new();
+        db.fail_value(3, Fault::Constraint);
+        let writes: Vec<Write> = (1..=5).map(ins).collect();
+        let BatchOutcome::Committed { results, replays } = apply(&mut db, &writes) else { panic!("batch must commit") };
+        assert_eq!(replays, 0);
+        assert_eq!(db.committed_values(), vec![1, 2, 4, 5]);
+        assert!(matches!(&results[2], WriteResult::One(Err(e)) if e.code() == "Constraint"));
+        assert_eq!(results.iter().filter(|r| matches!(r, WriteResult::One(Ok(_)))).count(), 4);
+    }
+
+    #[test]
+    fn a_rolled_back_transaction_is_replayed_without_the_bad_write() {
+        let mut db = FakeBackend::new();
+        db.fail_value(2, Fault::ConstraintRollingBack);
+        db.fail_value(4, Fault::ConstraintRollingBack);
+        let writes: Vec<Write> = (1..=5).map(ins).collect();
+        let BatchOutcome::Committed { results, replays } = apply(&mut db, &writes) else { panic!("batch must commit") };
+        assert_eq!(replays, 2);
+        assert_eq!(db.committed_values(), vec![1, 3, 5], "nothing applied twice");
+        assert_eq!(results.iter().map(WriteResult::rejected_rows).sum::<u64>(), 2);
+    }
+
+    #[test]
+    fn write_many_reports_rejected_rows_by_index() {
+        let mut db = FakeBackend::new();
+        db.fail_value(12, Fault::Constraint);
+        let rows = (10..15).map(|v| params![v]).collect();
+        let BatchOutcome::Committed { results, .. } = apply(&mut db, &[Write::many("INSERT", rows)]) else {
+            panic!("batch must commit")
+        };
+        let WriteResult::Many { committed, rejected } = &results[0] else { panic!("many result") };
+        assert_eq!(*committed, 4);
+        assert_eq!(rejected.len(), 1);
+        assert_eq!(rejected[0].0, 2);
+        assert_eq!(db.committed_values(), vec![10, 11, 13, 14]);
+    }
+
+    #[test]
+    fn busy_rolls_back_everything() {
+        let mut db = FakeBackend::new();
+        db.fail_value(3, Fault::Busy);
+        let writes: Vec<Write> = (1..=5).map(ins).collect();
+        assert!(matches!(apply(&mut db, &writes), BatchOutcome::Transient(_)));
+        assert!(db.committed_values().is_empty());
+        assert!(!db.in_transaction());
+    }
+
+    #[test]
+    fn batcher_grows_under_backlog_and_shrinks_when_idle() {
+        let mut b = Batcher::new(100, 800, Duration::ZERO);
+        b.on_taken(100, 5000);
+        b.on_taken(200, 5000);
+        b.on_taken(400, 5000);
+        b.on_taken(800, 5000);
+        assert_eq!(b.limit(), 800);
+        b.on_taken(10, 0);
+        assert_eq!(b.limit(), 400);
+        for _ in 0..10 {
+            b.on_taken(1, 0);
+        }
+        assert_eq!(b.limit(), 100);
+    }
+
+    #[test]
+    fn linger_waits_for_more_unless_the_batch_is_full() {
+        let ms = Duration::from_millis;
+        let b = Batcher::new(10, 10, ms(5));
+        assert_eq!(b.ready_at(0, None, ms(100)), None);
+        assert_eq!(b.ready_at(3, Some(ms(98)), ms(100)), Some(ms(103)));
+        assert_eq!(b.ready_at(3, Some(ms(90)), ms(100)), Some(ms(100)));
+        assert_eq!(b.ready_at(10, Some(ms(100)), ms(100)), Some(ms(100)));
+    }
+}
