@@ -58,7 +58,8 @@ impl<T> WriteQueue<T> {
 
     /// Whether an entry of `rows` rows would be accepted now.
     pub fn has_room_for(&self, rows: usize) -> bool {
-        self.items.is_empty() || self.rows + rows <= self.capacity
+        // A zero-row entry (a flush marker) always fits: it holds no parameters.
+        rows == 0 || self.items.is_empty() || self.rows + rows <= self.capacity
     }
 
     /// Takes entries from the front, in order, until at least `max_rows` rows are taken or the

@@ -1,0 +1,145 @@
+//! How a store is opened and tuned.
+
+use std::time::Duration;
+
+use sqlweir_core::{RetryPolicy, WriterConfig};
+
+/// When an acknowledged write is durable (SQLite's `synchronous` under WAL).
+///
+/// | setting | an ack means the write survives |
+/// |---|---|
+/// | `Normal` (default) | a crash of the process (the WAL is written before the ack); a power loss may lose the last commits, never corrupt the file |
+/// | `Full` | a power loss too (the WAL is synced to disk before the ack) |
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Synchronous {
+    /// `PRAGMA synchronous=NORMAL`.
+    #[default]
+    Normal,
+    /// `PRAGMA synchronous=FULL`.
+    Full,
+}
+
+/// What `write` does when the queue is full.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Backpressure {
+    /// The ticket waits for room: an awaited ticket pends, `wait()` blocks.
+    #[default]
+    Wait,
+    /// The write fails at once with `WriteError::QueueFull`.
+    Fail,
+}
+
+/// Options for [`Store::open`](crate::Store::open). `Options::default()` suits most programs.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub(crate) migrations: Vec<String>,
+    pub(crate) synchronous: Synchronous,
+    pub(crate) queue_capacity: usize,
+    pub(crate) backpressure: Backpressure,
+    pub(crate) writer: WriterConfig,
+    pub(crate) busy_timeout: Duration,
+    pub(crate) read_connections: usize,
+    pub(crate) seed: Option<u64>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            migrations: Vec::new(),
+            synchronous: Synchronous::Normal,
+            queue_capacity: 10_000,
+            backpressure: Backpressure::Wait,
+            writer: WriterConfig::default(),
+            busy_timeout: Duration::from_millis(5),
+            read_connections: 4,
+            seed: None,
+        }
+    }
+}
+
+impl Options {
+    /// Schema steps, in order. Step `i` runs once, in its own transaction, and sets
+    /// `PRAGMA user_version` to `i + 1`; reopening skips steps already applied. Append steps;
+    /// never edit or reorder applied ones.
+    pub fn migrations<S: AsRef<str>>(mut self, steps: &[S]) -> Self {
+        self.migrations = steps.iter().map(|s| s.as_ref().to_owned()).collect();
+        self
+    }
+
+    /// Durability of an ack (default `Normal`); see [`Synchronous`].
+    pub fn synchronous(mut self, s: Synchronous) -> Self {
+        self.synchronous = s;
+        self
+    }
+
+    /// Rows the queue holds before backpressure applies (default 10,000).
+    pub fn queue_capacity(mut self, rows: usize) -> Self {
+        self.queue_capacity = rows.max(1);
+        self
+    }
+
+    /// What a write does when the queue is full (default `Wait`).
+    pub fn backpressure(mut self, b: Backpressure) -> Self {
+        self.backpressure = b;
+        self
+    }
+
+    /// Base batch size in rows (default 100); it doubles under backlog up to
+    /// [`batch_rows_ceiling`](Self::batch_rows_ceiling) and shrinks back when load drops.
+    pub fn batch_rows(mut self, rows: usize) -> Self {
+        self.writer.batch_rows = rows.max(1);
+        self
+    }
+
+    /// Largest batch under load (default 10,000 rows).
+    pub fn batch_rows_ceiling(mut self, rows: usize) -> Self {
+        self.writer.batch_rows_ceiling = rows.max(1);
+        self
+    }
+
+    /// How long the writer waits for more writes when a batch is not full (default 0: commit
+    /// at once; batches still form while the previous one commits).
+    pub fn linger(mut self, d: Duration) -> Self {
+        self.writer.linger = d;
+        self
+    }
+
+    /// Retry policy for lock contention (default: 5 ms base, 500 ms cap, 200 attempts, 30 s).
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.writer.retry = policy;
+        self
+    }
+
+    /// Consecutive failed attempts that open the breaker (default 5) and how long it stays
+    /// open (default 500 ms).
+    pub fn breaker(mut self, threshold: u32, cooldown: Duration) -> Self {
+        self.writer.breaker_threshold = threshold.max(1);
+        self.writer.breaker_cooldown = cooldown;
+        self
+    }
+
+    /// Commits slower than this are logged (default 1 s).
+    pub fn slow_commit(mut self, d: Duration) -> Self {
+        self.writer.slow_commit = d;
+        self
+    }
+
+    /// How long SQLite itself waits on a lock before the retry policy takes over (default
+    /// 5 ms). Kept short so contention shows in metrics and follows the policy.
+    pub fn busy_timeout(mut self, d: Duration) -> Self {
+        self.busy_timeout = d;
+        self
+    }
+
+    /// Read-only connections for queries (default 4, at least 1).
+    pub fn read_connections(mut self, n: usize) -> Self {
+        self.read_connections = n.max(1);
+        self
+    }
+
+    /// Fixes the retry jitter's seed, for reproducible tests.
+    pub fn jitter_seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+}

@@ -1,0 +1,81 @@
+//! The read pool: read-only connections for queries, apart from the writer's connection, so a
+//! query never waits for a batch (under WAL, readers see the last commit and never block it).
+
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+
+use rusqlite::Connection;
+use sqlweir_core::Value;
+
+use crate::error::QueryError;
+use crate::sqlite::{Bind, classify, read_value};
+
+/// Rows of a query, as values by position.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Rows {
+    /// Column names, in order.
+    pub columns: Vec<String>,
+    /// One `Vec<Value>` per row, in the columns' order.
+    pub rows: Vec<Vec<Value>>,
+}
+
+pub(crate) struct ReadPool {
+    idle: Mutex<Option<Vec<Connection>>>,
+    returned: Condvar,
+}
+
+impl ReadPool {
+    pub(crate) fn new(conns: Vec<Connection>) -> Self {
+        ReadPool { idle: Mutex::new(Some(conns)), returned: Condvar::new() }
+    }
+
+    fn idle(&self) -> MutexGuard<'_, Option<Vec<Connection>>> {
+        // The pool's list is only pushed and popped; a panic cannot leave it half updated.
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `sql` on an idle connection, waiting for one if all are busy.
+    pub(crate) fn query(&self, sql: &str, params: &[Value]) -> Result<Rows, QueryError> {
+        let conn = {
+            let mut idle = self.idle();
+            loop {
+                match idle.as_mut() {
+                    None => return Err(QueryError::Closed),
+                    Some(list) => match list.pop() {
+                        Some(c) => break c,
+                        None => idle = self.returned.wait(idle).unwrap_or_else(PoisonError::into_inner),
+                    },
+                }
+            }
+        };
+        let result = run(&conn, sql, params);
+        if let Some(list) = self.idle().as_mut() {
+            list.push(conn);
+        }
+        self.returned.notify_one();
+        result
+    }
+
+    /// Closes every idle connection; queries after this fail with `Closed`.
+    pub(crate) fn close(&self) {
+        let conns = self.idle().take();
+        drop(conns);
+        self.returned.notify_all();
+    }
+}
+
+fn run(conn: &Connection, sql: &str, params: &[Value]) -> Result<Rows, QueryError> {
+    let db = |e| QueryError::Database(classify(e));
+    let mut stmt = conn.prepare_cached(sql).map_err(db)?;
+    let columns: Vec<String> = stmt.column_names().into_iter().map(str::to_owned).collect();
+    let width = columns.len();
+    let mut rows = Vec::new();
+    let mut cursor = stmt.query(rusqlite::params_from_iter(params.iter().map(Bind))).map_err(db)?;
+    while let Some(row) = cursor.next().map_err(db)? {
+        let mut values = Vec::with_capacity(width);
+        for i in 0..width {
+            values.push(read_value(row.get_ref(i).map_err(db)?));
+        }
+        rows.push(values);
+    }
+    Ok(Rows { columns, rows })
+}

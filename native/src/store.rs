@@ -1,0 +1,642 @@
+//! The store: opening, the write API, queries, job locks, metrics and closing.
+
+use std::hash::{BuildHasher, RandomState};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::task::Waker;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use rusqlite::{Connection, OpenFlags};
+use serde::de::DeserializeOwned;
+use sqlweir_core::{
+    Health, JobLocks, JobRun, JobStatus, MetricsSnapshot, PushError, Value, Write, WriteError, WriteQueue,
+    WriteResult, WriterState, from_row,
+};
+
+use crate::error::{CloseError, LockError, OpenError, QueryError};
+use crate::job::{JobGuard, Wait, from_unix_ms, this_holder, unix_ms};
+use crate::options::{Backpressure, Options, Synchronous};
+use crate::read::{ReadPool, Rows};
+use crate::sqlite::{SqliteBackend, classify, classify_code};
+use crate::ticket::{Admit, Slot, Ticket};
+use crate::writer;
+
+/// What a committed write did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Receipt {
+    /// Rows changed by the statement.
+    pub changes: u64,
+    /// The last inserted rowid after the statement.
+    pub last_rowid: i64,
+    /// The batch (transaction) it committed in.
+    pub batch: u64,
+}
+
+/// What a `write_many` did: rows committed and each rejected row with its own error.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ManyOutcome {
+    /// Rows committed.
+    pub committed: u64,
+    /// Rejected rows, by index into the rows given.
+    pub rejected: Vec<(usize, WriteError)>,
+    /// The batch (transaction) it committed in.
+    pub batch: u64,
+}
+
+/// A handle to one database with one writer. Cheap to clone; share it between threads.
+///
+/// The last handle dropped closes the store: it flushes every accepted write, joins the writer
+/// and checkpoints, like [`Store::close`] but ignoring errors (they are logged). Call `close`
+/// to see them.
+#[derive(Clone)]
+pub struct Store {
+    handle: Arc<Handle>,
+}
+
+struct Handle {
+    shared: Arc<Shared>,
+    reads: ReadPool,
+    writer: Mutex<Option<JoinHandle<SqliteBackend>>>,
+}
+
+/// State shared by the handles and the writer thread.
+pub(crate) struct Shared {
+    queue: Mutex<QueueState>,
+    /// The writer waits here for work; signalled only when `writer_waiting` is set.
+    work: Condvar,
+    /// Blocked producers wait here for room; signalled only when some are waiting.
+    room: Condvar,
+    writer: Mutex<WriterState>,
+    jobs: Mutex<JobLocks>,
+    pub(crate) job_released: Condvar,
+    origin: Instant,
+    backpressure: Backpressure,
+    closed: AtomicBool,
+    journal_mode: String,
+}
+
+pub(crate) struct QueueState {
+    pub(crate) queue: WriteQueue<Pending>,
+    pub(crate) writer_waiting: bool,
+    /// Flush markers queued: while any waits, the writer does not linger.
+    pub(crate) flushes: usize,
+    producers_waiting: usize,
+    room_wakers: Vec<Waker>,
+}
+
+/// A queued entry: a write, or a flush marker (`write: None`), and whom to tell.
+pub(crate) struct Pending {
+    pub(crate) write: Option<Write>,
+    pub(crate) done: Done,
+}
+
+/// The owner's side of a queued entry. Dropped unresolved (the writer panicked), it fails the
+/// ticket with `Closed`, so no owner waits forever.
+pub(crate) struct Done(Option<DoneKind>);
+
+enum DoneKind {
+    One(Arc<Slot<Receipt>>),
+    Many(Arc<Slot<ManyOutcome>>),
+    Flush(Arc<Slot<()>>),
+}
+
+impl Done {
+    pub(crate) fn complete(mut self, result: WriteResult, batch: u64) {
+        match self.0.take() {
+            Some(DoneKind::One(slot)) => slot.resolve(writer::one_receipt(result, batch)),
+            Some(DoneKind::Many(slot)) => slot.resolve(Ok(writer::many_outcome(result, batch))),
+            Some(DoneKind::Flush(slot)) => slot.resolve(Ok(())),
+            None => {}
+        }
+    }
+
+    pub(crate) fn fail(mut self, error: WriteError) {
+        if let Some(kind) = self.0.take() {
+            fail_kind(kind, error);
+        }
+    }
+
+    pub(crate) fn flush(mut self) {
+        if let Some(DoneKind::Flush(slot)) = self.0.take() {
+            slot.resolve(Ok(()));
+        }
+    }
+}
+
+fn fail_kind(kind: DoneKind, error: WriteError) {
+    match kind {
+        DoneKind::One(slot) => slot.resolve(Err(error)),
+        DoneKind::Many(slot) => slot.resolve(Err(error)),
+        DoneKind::Flush(slot) => slot.resolve(Ok(())),
+    }
+}
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        if let Some(kind) = self.0.take() {
+            fail_kind(kind, WriteError::Closed);
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section here leaves its state consistent at each step (queue operations
+    // are single calls), so a panic elsewhere must not make the store unusable.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Shared {
+    pub(crate) fn now(&self) -> Duration {
+        self.origin.elapsed()
+    }
+
+    pub(crate) fn queue(&self) -> MutexGuard<'_, QueueState> {
+        lock(&self.queue)
+    }
+
+    pub(crate) fn writer(&self) -> MutexGuard<'_, WriterState> {
+        lock(&self.writer)
+    }
+
+    pub(crate) fn jobs(&self) -> MutexGuard<'_, JobLocks> {
+        lock(&self.jobs)
+    }
+
+    pub(crate) fn wait_for_work<'a>(
+        &self,
+        q: MutexGuard<'a, QueueState>,
+        timeout: Option<Duration>,
+    ) -> MutexGuard<'a, QueueState> {
+        match timeout {
+            None => self.work.wait(q).unwrap_or_else(PoisonError::into_inner),
+            Some(t) => self.work.wait_timeout(q, t).unwrap_or_else(PoisonError::into_inner).0,
+        }
+    }
+
+    /// Tells waiting producers that the queue has room.
+    pub(crate) fn room_made(&self, q: &mut QueueState) {
+        if q.producers_waiting > 0 {
+            self.room.notify_all();
+        }
+        for w in q.room_wakers.drain(..) {
+            w.wake();
+        }
+    }
+
+    /// Enqueues, or hands the entry back when the queue is full.
+    fn push(&self, q: &mut QueueState, pending: Pending, rows: usize) -> Result<(), PushError<Pending>> {
+        q.queue.push(pending, rows, self.now())?;
+        if q.writer_waiting {
+            self.work.notify_one();
+        }
+        Ok(())
+    }
+}
+
+/// A write waiting for room under `Backpressure::Wait`.
+struct Waiting<T> {
+    shared: Arc<Shared>,
+    write: Option<Write>,
+    rows: usize,
+    wrap: fn(Arc<Slot<T>>) -> DoneKind,
+}
+
+impl<T: Send + 'static> Waiting<T> {
+    fn push(&mut self, q: &mut QueueState) -> Option<Result<Arc<Slot<T>>, WriteError>> {
+        if q.queue.is_closed() {
+            return Some(Err(WriteError::Closed));
+        }
+        if !q.queue.has_room_for(self.rows) {
+            return None;
+        }
+        let slot = Slot::new();
+        let pending = Pending { write: self.write.take(), done: Done(Some((self.wrap)(slot.clone()))) };
+        match self.shared.push(q, pending, self.rows) {
+            Ok(()) => Some(Ok(slot)),
+            Err(PushError::Full(p) | PushError::Closed(p)) => {
+                // Cannot happen under the lock after the checks above; keep the write anyway.
+                self.write = p.write;
+                std::mem::forget(p.done);
+                None
+            }
+        }
+    }
+}
+
+impl<T: Send + 'static> Admit<T> for Waiting<T> {
+    fn try_admit(&mut self, waker: Option<&Waker>) -> Option<Result<Arc<Slot<T>>, WriteError>> {
+        let shared = self.shared.clone();
+        let mut q = shared.queue();
+        let admitted = self.push(&mut q);
+        if admitted.is_none()
+            && let Some(w) = waker
+        {
+            q.room_wakers.push(w.clone());
+        }
+        admitted
+    }
+
+    fn admit_blocking(&mut self) -> Result<Arc<Slot<T>>, WriteError> {
+        let shared = self.shared.clone();
+        let mut q = shared.queue();
+        loop {
+            if let Some(r) = self.push(&mut q) {
+                return r;
+            }
+            q.producers_waiting += 1;
+            q = shared.room.wait(q).unwrap_or_else(PoisonError::into_inner);
+            q.producers_waiting -= 1;
+        }
+    }
+}
+
+enum Target {
+    File(PathBuf),
+    Memory(String),
+}
+
+impl Target {
+    fn describe(&self) -> PathBuf {
+        match self {
+            Target::File(p) => p.clone(),
+            Target::Memory(uri) => PathBuf::from(uri),
+        }
+    }
+}
+
+static MEMORY_STORES: AtomicU64 = AtomicU64::new(0);
+
+impl Store {
+    /// Opens (or creates) the database at `path`: sets WAL, `synchronous`, foreign keys and a
+    /// short busy timeout, runs the migrations not yet applied, opens the read pool and starts
+    /// the writer thread. No write is accepted before the migrations ran.
+    pub fn open(path: impl AsRef<Path>, options: Options) -> Result<Store, OpenError> {
+        Store::start(Target::File(path.as_ref().to_path_buf()), options)
+    }
+
+    /// Opens a private in-memory database (SQLite's `memdb`, shared by this store's
+    /// connections only). For tests and caches; nothing survives the store.
+    pub fn open_in_memory(options: Options) -> Result<Store, OpenError> {
+        let n = MEMORY_STORES.fetch_add(1, Ordering::Relaxed);
+        Store::start(Target::Memory(format!("file:/sqlweir-{}-{n}?vfs=memdb", std::process::id())), options)
+    }
+
+    fn start(target: Target, options: Options) -> Result<Store, OpenError> {
+        let conn = open_writer(&target, &options)?;
+        let journal_mode: String =
+            conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).map_err(|e| OpenError::Setup(classify(e)))?;
+        let mut readers = Vec::with_capacity(options.read_connections);
+        for _ in 0..options.read_connections {
+            readers.push(open_reader(&target)?);
+        }
+        let seed = options.seed.unwrap_or_else(|| RandomState::new().hash_one(SystemTime::now()));
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(QueueState {
+                queue: WriteQueue::new(options.queue_capacity),
+                writer_waiting: false,
+                flushes: 0,
+                producers_waiting: 0,
+                room_wakers: Vec::new(),
+            }),
+            work: Condvar::new(),
+            room: Condvar::new(),
+            writer: Mutex::new(WriterState::new(options.writer.clone(), seed)),
+            jobs: Mutex::new(JobLocks::new()),
+            job_released: Condvar::new(),
+            origin: Instant::now(),
+            backpressure: options.backpressure,
+            closed: AtomicBool::new(false),
+            journal_mode,
+        });
+        let for_writer = shared.clone();
+        let backend = SqliteBackend { conn };
+        let thread = std::thread::Builder::new()
+            .name("sqlweir-writer".into())
+            .spawn(move || writer::run(&for_writer, backend))
+            .map_err(OpenError::Thread)?;
+        Ok(Store {
+            handle: Arc::new(Handle { shared, reads: ReadPool::new(readers), writer: Mutex::new(Some(thread)) }),
+        })
+    }
+
+    fn shared(&self) -> &Arc<Shared> {
+        &self.handle.shared
+    }
+
+    /// Queues one write. The ticket resolves after the COMMIT of its batch, or with this
+    /// write's own error; the rest of its batch is unaffected by that error.
+    ///
+    /// ```
+    /// use sqlweir::{params, Options, Store};
+    /// let store = Store::open_in_memory(Options::default().migrations(&["CREATE TABLE t(x)"]))?;
+    /// let receipt = store.write("INSERT INTO t(x) VALUES (?1)", params![42]).wait()?;
+    /// assert_eq!(receipt.changes, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn write(&self, sql: &str, params: Vec<Value>) -> Ticket<Receipt> {
+        self.enqueue(Write::one(sql, params), DoneKind::One)
+    }
+
+    /// Queues many parameter rows for one statement, as one entry of the queue. Resolves with
+    /// how many rows committed and which were rejected (index and error).
+    pub fn write_many(&self, sql: &str, rows: Vec<Vec<Value>>) -> Ticket<ManyOutcome> {
+        self.enqueue(Write::many(sql, rows), DoneKind::Many)
+    }
+
+    fn enqueue<T: Send + 'static>(&self, write: Write, wrap: fn(Arc<Slot<T>>) -> DoneKind) -> Ticket<T> {
+        if let Err(e) = write.check() {
+            return Ticket::ready(Err(e));
+        }
+        let rows = write.row_count();
+        let shared = self.shared();
+        let slot = Slot::new();
+        let pending = Pending { write: Some(write), done: Done(Some(wrap(slot.clone()))) };
+        let refused = {
+            let mut q = shared.queue();
+            match shared.push(&mut q, pending, rows) {
+                Ok(()) => return Ticket::accepted(slot),
+                Err(refused) => refused,
+            }
+        };
+        match refused {
+            PushError::Closed(p) => {
+                p.done.fail(WriteError::Closed);
+                Ticket::ready(Err(WriteError::Closed))
+            }
+            PushError::Full(mut p) => {
+                // Not accepted: take the write back without resolving the slot.
+                let write = p.write.take();
+                std::mem::forget(p.done);
+                match shared.backpressure {
+                    Backpressure::Fail => {
+                        let capacity = shared.queue().queue.capacity();
+                        Ticket::ready(Err(WriteError::QueueFull { capacity }))
+                    }
+                    Backpressure::Wait => {
+                        Ticket::unaccepted(Box::new(Waiting { shared: shared.clone(), write, rows, wrap }))
+                    }
+                }
+            }
+        }
+    }
+
+    /// Resolves when every write accepted before this call has resolved.
+    pub fn flush(&self) -> Ticket<()> {
+        let shared = self.shared();
+        let slot = Slot::new();
+        let mut q = shared.queue();
+        if q.queue.is_closed() {
+            return Ticket::ready(Ok(()));
+        }
+        let pending = Pending { write: None, done: Done(Some(DoneKind::Flush(slot.clone()))) };
+        match shared.push(&mut q, pending, 0) {
+            Ok(()) => {
+                q.flushes += 1;
+                Ticket::accepted(slot)
+            }
+            Err(_) => Ticket::ready(Ok(())),
+        }
+    }
+
+    /// Runs a query on the read pool; rows as values. Never waits for the writer; a query
+    /// started after an ack sees that write.
+    pub fn query(&self, sql: &str, params: &[Value]) -> Result<Rows, QueryError> {
+        self.handle.reads.query(sql, params)
+    }
+
+    /// Runs a query and deserializes each row into `T`: structs and maps by column name,
+    /// tuples by position, a single column into a scalar.
+    ///
+    /// ```
+    /// use sqlweir::{params, Options, Store};
+    /// #[derive(serde::Deserialize)]
+    /// struct Event { id: i64, source: String }
+    /// let store = Store::open_in_memory(Options::default().migrations(&["CREATE TABLE e(id INTEGER PRIMARY KEY, source TEXT)"]))?;
+    /// store.write("INSERT INTO e(source) VALUES (?1)", params!["c1"]).wait()?;
+    /// let events: Vec<Event> = store.query_as("SELECT id, source FROM e WHERE source = ?1", &params!["c1"])?;
+    /// assert_eq!((events[0].id, events[0].source.as_str()), (1, "c1"));
+    /// let n: Vec<i64> = store.query_as("SELECT count(*) FROM e", &[])?;
+    /// assert_eq!(n, vec![1]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn query_as<T: DeserializeOwned>(&self, sql: &str, params: &[Value]) -> Result<Vec<T>, QueryError> {
+        let rows = self.query(sql, params)?;
+        rows.rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| from_row(&rows.columns, r).map_err(|source| QueryError::Decode { row: i, source }))
+            .collect()
+    }
+
+    /// Takes the exclusive job lock `name` for the calling thread (see [`Store::lock_as`]).
+    pub fn lock(&self, name: &str, wait: Wait) -> Result<JobGuard, LockError> {
+        self.lock_as(name, &this_holder(), wait)
+    }
+
+    /// Takes the exclusive job lock `name`, naming its holder. The lock lives in this store
+    /// (this process): it stops two runs of one job inside a program, such as a scheduled sync
+    /// and one started by an admin request.
+    pub fn lock_as(&self, name: &str, holder: &str, wait: Wait) -> Result<JobGuard, LockError> {
+        let shared = self.shared();
+        let deadline = match wait {
+            Wait::FailFast => None,
+            Wait::Timeout(d) => Some(Instant::now() + d),
+        };
+        let mut jobs = shared.jobs();
+        loop {
+            if shared.closed.load(Ordering::Acquire) {
+                return Err(LockError::Closed);
+            }
+            match jobs.try_acquire(name, holder, unix_ms(SystemTime::now())) {
+                Ok(token) => return Ok(JobGuard { shared: shared.clone(), token: Some(token) }),
+                Err(status) => {
+                    let left = deadline.and_then(|d| d.checked_duration_since(Instant::now())).unwrap_or_default();
+                    if left.is_zero() {
+                        return Err(LockError::InProgress {
+                            name: name.to_owned(),
+                            holder: status.holder,
+                            since: from_unix_ms(status.since_ms),
+                        });
+                    }
+                    jobs = shared.job_released.wait_timeout(jobs, left).unwrap_or_else(PoisonError::into_inner).0;
+                }
+            }
+        }
+    }
+
+    /// Who holds the job lock `name`, if anyone.
+    pub fn job_status(&self, name: &str) -> Option<JobStatus> {
+        self.shared().jobs().status(name)
+    }
+
+    /// The last runs (at most 20) of job `name`, oldest first.
+    pub fn job_history(&self, name: &str) -> Vec<JobRun> {
+        self.shared().jobs().history(name)
+    }
+
+    /// A snapshot of the counters, latencies, breaker state and database facts.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        let shared = self.shared();
+        let (depth, capacity, accepted) = {
+            let q = shared.queue();
+            (q.queue.rows(), q.queue.capacity(), q.queue.accepted())
+        };
+        let mut m = shared.writer().snapshot(depth, capacity, accepted);
+        m.journal_mode.clone_from(&shared.journal_mode);
+        m.sqlite_version = rusqlite::version().to_owned();
+        m
+    }
+
+    /// Ok, degraded or failing, with the reason.
+    pub fn health(&self) -> Health {
+        let shared = self.shared();
+        let (depth, capacity) = {
+            let q = shared.queue();
+            (q.queue.rows(), q.queue.capacity())
+        };
+        shared.writer().health(depth, capacity, shared.now())
+    }
+
+    /// Flushes every accepted write, stops the writer, checkpoints the WAL and closes every
+    /// connection. Writes after this fail with `Closed`. Closing twice is fine. Closes the store
+    /// for every clone of this handle.
+    pub fn close(&self) -> Result<(), CloseError> {
+        self.handle.shutdown()
+    }
+}
+
+impl Handle {
+    fn shutdown(&self) -> Result<(), CloseError> {
+        let Some(thread) = lock(&self.writer).take() else { return Ok(()) };
+        let shared = &self.shared;
+        shared.closed.store(true, Ordering::Release);
+        shared.job_released.notify_all();
+        {
+            let mut q = shared.queue();
+            q.queue.close();
+            shared.work.notify_all();
+            shared.room.notify_all();
+            for w in q.room_wakers.drain(..) {
+                w.wake();
+            }
+        }
+        let joined = thread.join();
+        self.reads.close();
+        match joined {
+            Ok(backend) => {
+                // TRUNCATE leaves an empty WAL behind, so the file alone holds everything.
+                let checkpoint = backend
+                    .conn
+                    .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0))
+                    .map_err(|e| CloseError::Checkpoint(classify(e)))?;
+                if checkpoint != 0 {
+                    return Err(CloseError::Checkpoint(classify_code(
+                        rusqlite::ffi::SQLITE_BUSY,
+                        "checkpoint could not finish".into(),
+                    )));
+                }
+                drop(backend);
+                Ok(())
+            }
+            Err(_) => {
+                // Whatever is still queued fails with Closed as its entries drop.
+                let drained = shared.queue().queue.take(usize::MAX);
+                drop(drained);
+                Err(CloseError::WriterPanicked)
+            }
+        }
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown() {
+            tracing::error!(error = %e, "closing the store on drop failed");
+        }
+    }
+}
+
+fn open_writer(target: &Target, options: &Options) -> Result<Connection, OpenError> {
+    let path = target.describe();
+    let flags =
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = match target {
+        Target::File(p) => Connection::open_with_flags(p, flags),
+        Target::Memory(uri) => Connection::open_with_flags(uri, flags),
+    }
+    .map_err(|e| open_failure(&path, classify(e)))?;
+    if conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
+        return Err(OpenError::ReadOnly { path, source: None });
+    }
+    let setup = |e| open_failure(&path, classify(e));
+    conn.busy_timeout(options.busy_timeout).map_err(setup)?;
+    conn.set_prepared_statement_cache_capacity(256);
+    // Reading the journal mode is the first access to the file: a non-database fails here.
+    if let Target::File(_) = target {
+        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).map_err(setup)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(mode, "the database refused WAL; reads may wait for commits");
+        }
+    } else {
+        conn.query_row("PRAGMA schema_version", [], |r| r.get::<_, i64>(0)).map_err(setup)?;
+    }
+    let sync = match options.synchronous {
+        Synchronous::Normal => "NORMAL",
+        Synchronous::Full => "FULL",
+    };
+    conn.pragma_update(None, "synchronous", sync).map_err(setup)?;
+    conn.pragma_update(None, "foreign_keys", "ON").map_err(setup)?;
+    migrate(&conn, &options.migrations)?;
+    Ok(conn)
+}
+
+fn open_reader(target: &Target) -> Result<Connection, OpenError> {
+    let path = target.describe();
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = match target {
+        Target::File(p) => Connection::open_with_flags(p, flags),
+        Target::Memory(uri) => Connection::open_with_flags(uri, flags),
+    }
+    .map_err(|e| open_failure(&path, classify(e)))?;
+    // Readers wait on the rare locks a WAL reader can meet (recovery, a memdb commit).
+    conn.busy_timeout(Duration::from_secs(5)).map_err(|e| OpenError::Setup(classify(e)))?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+fn open_failure(path: &Path, e: sqlweir_core::BackendError) -> OpenError {
+    let path = path.to_path_buf();
+    match e.code.map(|c| c & 0xff) {
+        Some(rusqlite::ffi::SQLITE_NOTADB) => OpenError::NotADatabase { path, source: e },
+        Some(rusqlite::ffi::SQLITE_READONLY) => OpenError::ReadOnly { path, source: Some(e) },
+        Some(rusqlite::ffi::SQLITE_CANTOPEN | rusqlite::ffi::SQLITE_PERM) => OpenError::CannotOpen { path, source: e },
+        _ => OpenError::Setup(e),
+    }
+}
+
+fn migrate(conn: &Connection, steps: &[String]) -> Result<(), OpenError> {
+    let setup = |e| OpenError::Setup(classify(e));
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(setup)?;
+    let known = steps.len();
+    if version > known as i64 {
+        return Err(OpenError::SchemaTooNew { found: version, known });
+    }
+    for (step, sql) in steps.iter().enumerate().skip(version as usize) {
+        let apply = || -> rusqlite::Result<()> {
+            conn.execute_batch("BEGIN IMMEDIATE")?;
+            conn.execute_batch(sql)?;
+            // user_version takes no parameters; the value is a number we computed.
+            conn.execute_batch(&format!("PRAGMA user_version = {}", step + 1))?;
+            conn.execute_batch("COMMIT")
+        };
+        if let Err(e) = apply() {
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            return Err(OpenError::Migration { step, source: classify(e) });
+        }
+    }
+    Ok(())
+}

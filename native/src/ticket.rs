@@ -1,0 +1,152 @@
+//! Tickets: what `write` returns. A `Future` for any executor and a blocking `wait()` twin.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
+
+use sqlweir_core::WriteError;
+
+/// Where the writer puts a result and the owner finds it.
+pub(crate) struct Slot<T> {
+    state: Mutex<SlotState<T>>,
+    ready: Condvar,
+}
+
+enum SlotState<T> {
+    Waiting { waker: Option<Waker>, blocked: bool },
+    Done(Result<T, WriteError>),
+    Taken,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding a slot lock cannot leave it inconsistent (every update is one
+    // assignment), so poisoning is ignored rather than spread to every waiter.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl<T> Slot<T> {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Slot { state: Mutex::new(SlotState::Waiting { waker: None, blocked: false }), ready: Condvar::new() })
+    }
+
+    /// Stores the result and wakes the owner. Called exactly once, by the writer.
+    pub(crate) fn resolve(&self, result: Result<T, WriteError>) {
+        let mut state = lock(&self.state);
+        let previous = std::mem::replace(&mut *state, SlotState::Done(result));
+        drop(state);
+        if let SlotState::Waiting { waker, blocked } = previous {
+            if let Some(w) = waker {
+                w.wake();
+            }
+            // Only a blocked owner needs the condvar: skipping it saves a syscall per write.
+            if blocked {
+                self.ready.notify_all();
+            }
+        }
+    }
+
+    fn poll(&self, cx: &mut Context<'_>) -> Poll<Result<T, WriteError>> {
+        let mut state = lock(&self.state);
+        match &mut *state {
+            SlotState::Waiting { waker, .. } => {
+                match waker {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    _ => *waker = Some(cx.waker().clone()),
+                }
+                Poll::Pending
+            }
+            SlotState::Done(_) => match std::mem::replace(&mut *state, SlotState::Taken) {
+                SlotState::Done(r) => Poll::Ready(r),
+                _ => unreachable!("matched Done above"),
+            },
+            SlotState::Taken => panic!("ticket polled after it completed"),
+        }
+    }
+
+    fn wait(&self) -> Result<T, WriteError> {
+        let mut state = lock(&self.state);
+        loop {
+            match &mut *state {
+                SlotState::Waiting { blocked, .. } => {
+                    *blocked = true;
+                    state = self.ready.wait(state).unwrap_or_else(PoisonError::into_inner);
+                }
+                SlotState::Done(_) => match std::mem::replace(&mut *state, SlotState::Taken) {
+                    SlotState::Done(r) => return r,
+                    _ => unreachable!("matched Done above"),
+                },
+                SlotState::Taken => panic!("ticket waited after it completed"),
+            }
+        }
+    }
+}
+
+/// A pending write: resolves after the commit of its batch, or with its own error.
+///
+/// Await it from any executor (no runtime is required), or call [`Ticket::wait`] from a plain
+/// thread. Dropping a ticket does not cancel the write: once accepted, it is committed or
+/// rejected all the same.
+#[must_use = "a ticket tells whether the write was committed; await it or call wait()"]
+pub struct Ticket<T> {
+    state: TicketState<T>,
+}
+
+enum TicketState<T> {
+    Ready(Option<Result<T, WriteError>>),
+    Accepted(Arc<Slot<T>>),
+    /// The queue was full under `Backpressure::Wait`: the write waits here to be accepted.
+    Unaccepted(Box<dyn Admit<T>>),
+}
+
+/// An entry waiting for room in the queue.
+pub(crate) trait Admit<T>: Send {
+    /// Tries to enqueue; on success returns the slot. When full, registers `waker` for room.
+    fn try_admit(&mut self, waker: Option<&Waker>) -> Option<Result<Arc<Slot<T>>, WriteError>>;
+    /// Blocks until enqueued (or the store closes).
+    fn admit_blocking(&mut self) -> Result<Arc<Slot<T>>, WriteError>;
+}
+
+impl<T> Ticket<T> {
+    pub(crate) fn ready(result: Result<T, WriteError>) -> Self {
+        Ticket { state: TicketState::Ready(Some(result)) }
+    }
+
+    pub(crate) fn accepted(slot: Arc<Slot<T>>) -> Self {
+        Ticket { state: TicketState::Accepted(slot) }
+    }
+
+    pub(crate) fn unaccepted(admit: Box<dyn Admit<T>>) -> Self {
+        Ticket { state: TicketState::Unaccepted(admit) }
+    }
+
+    /// Blocks the calling thread until the write is committed or has failed.
+    pub fn wait(self) -> Result<T, WriteError> {
+        match self.state {
+            TicketState::Ready(r) => r.unwrap_or_else(|| panic!("ticket waited after it completed")),
+            TicketState::Accepted(slot) => slot.wait(),
+            TicketState::Unaccepted(mut admit) => admit.admit_blocking()?.wait(),
+        }
+    }
+}
+
+impl<T: Unpin> Future for Ticket<T> {
+    type Output = Result<T, WriteError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        loop {
+            match &mut this.state {
+                TicketState::Ready(r) => {
+                    return Poll::Ready(r.take().unwrap_or_else(|| panic!("ticket polled after it completed")));
+                }
+                TicketState::Accepted(slot) => return slot.poll(cx),
+                TicketState::Unaccepted(admit) => match admit.try_admit(Some(cx.waker())) {
+                    None => return Poll::Pending,
+                    Some(Ok(slot)) => this.state = TicketState::Accepted(slot),
+                    Some(Err(e)) => return Poll::Ready(Err(e)),
+                },
+            }
+        }
+    }
+}

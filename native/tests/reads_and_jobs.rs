@@ -1,0 +1,137 @@
+//! Queries beside the writer, job locks, migrations and open errors.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use common::{EVENTS, INSERT, count, open, temp_db};
+use sqlweir::{JobOutcome, LockError, OpenError, Options, Store, Wait, params};
+
+#[test]
+fn queries_run_while_a_long_batch_is_committing() {
+    let db = temp_db();
+    let store = open(&db, Options::default());
+    store.write(INSERT, params![0, "seed", "x"]).wait().expect("seed");
+    // One write that inserts two million rows keeps the writer busy for a while.
+    let long = store.write(
+        "INSERT INTO events(ts, source, payload) \
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000000) \
+         SELECT i, 'bulk', 'payload' FROM n",
+        params![],
+    );
+    let done = Arc::new(AtomicBool::new(false));
+    let flag = done.clone();
+    let waiter = std::thread::spawn(move || {
+        let r = long.wait();
+        flag.store(true, Ordering::SeqCst);
+        r
+    });
+    let mut answered_during = 0;
+    while !done.load(Ordering::SeqCst) {
+        let n = count(&store, "SELECT count(*) FROM events");
+        if !done.load(Ordering::SeqCst) {
+            assert_eq!(n, 1, "a reader sees the last commit, not the batch in progress");
+            answered_during += 1;
+        }
+    }
+    // Inserting two million rows takes far longer than dozens of count queries on one row.
+    assert!(answered_during >= 20, "only {answered_during} queries answered while the batch committed");
+    let receipt = waiter.join().expect("waiter").expect("long write");
+    assert_eq!(receipt.changes, 2_000_000);
+    assert_eq!(count(&store, "SELECT count(*) FROM events"), 2_000_001, "a read after the ack sees it");
+}
+
+#[test]
+fn query_errors_are_typed() {
+    let db = temp_db();
+    let store = open(&db, Options::default());
+    let e = store.query("SELECT * FROM missing", &[]).unwrap_err();
+    assert!(e.to_string().contains("no such table: missing"), "{e}");
+    assert_eq!(e.sqlite_code(), Some(1));
+    let e = store.query("INSERT INTO events(source) VALUES ('x')", &[]).unwrap_err();
+    assert_eq!(e.sqlite_code().map(|c| c & 0xff), Some(8), "SQLITE_READONLY: queries cannot write");
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Wrong {
+        nope: i64,
+    }
+    store.write(INSERT, params![1, "a", "b"]).wait().expect("write");
+    let e = store.query_as::<Wrong>("SELECT id FROM events", &[]).unwrap_err();
+    assert!(e.to_string().contains("row 0") && e.to_string().contains("nope"), "{e}");
+}
+
+#[test]
+fn job_lock_fail_fast_timeout_and_history() {
+    let store = Store::open_in_memory(Options::default()).expect("open");
+    let guard = store.lock_as("nightly-sync", "cron", Wait::FailFast).expect("first lock");
+    assert_eq!(guard.name(), "nightly-sync");
+    let status = store.job_status("nightly-sync").expect("held");
+    assert_eq!(status.holder, "cron");
+    match store.lock_as("nightly-sync", "admin", Wait::FailFast) {
+        Err(LockError::InProgress { holder, name, .. }) => assert_eq!((holder.as_str(), name.as_str()), ("cron", "nightly-sync")),
+        other => panic!("expected InProgress, got {:?}", other.map(|g| g.name().to_owned())),
+    }
+    assert!(matches!(
+        store.lock_as("nightly-sync", "admin", Wait::Timeout(Duration::from_millis(50))),
+        Err(LockError::InProgress { .. })
+    ));
+    // A waiter gets the lock once the holder finishes.
+    let store2 = store.clone();
+    let waiter = std::thread::spawn(move || {
+        store2.lock_as("nightly-sync", "admin", Wait::Timeout(Duration::from_secs(30))).map(|g| g.fail("upstream 500"))
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    guard.succeed();
+    waiter.join().expect("waiter").expect("waiter got the lock");
+    assert_eq!(store.job_status("nightly-sync"), None);
+    let history = store.job_history("nightly-sync");
+    assert_eq!(history.len(), 2);
+    assert_eq!((history[0].holder.as_str(), &history[0].outcome), ("cron", &JobOutcome::Succeeded));
+    assert_eq!(history[1].outcome, JobOutcome::Failed("upstream 500".into()));
+    for _ in 0..25 {
+        drop(store.lock("other", Wait::FailFast).expect("free"));
+    }
+    assert_eq!(store.job_history("other").len(), 20, "history keeps the last 20 runs");
+    assert!(store.job_history("other")[0].holder.starts_with("pid "));
+}
+
+#[test]
+fn migrations_run_once_and_track_user_version() {
+    let db = temp_db();
+    let steps = [EVENTS, "CREATE INDEX events_source ON events(source)"];
+    let store = Store::open(&db.path, Options::default().migrations(&steps[..1])).expect("v1");
+    store.write(INSERT, params![1, "a", "b"]).wait().expect("write");
+    store.close().expect("close");
+    let store = Store::open(&db.path, Options::default().migrations(&steps)).expect("v2");
+    assert_eq!(count(&store, "PRAGMA user_version"), 2);
+    assert_eq!(count(&store, "SELECT count(*) FROM events"), 1, "step 1 did not run again");
+    assert_eq!(count(&store, "SELECT count(*) FROM sqlite_master WHERE name = 'events_source'"), 1);
+    store.close().expect("close");
+    match Store::open(&db.path, Options::default().migrations(&steps[..1])) {
+        Err(OpenError::SchemaTooNew { found: 2, known: 1 }) => {}
+        other => panic!("expected SchemaTooNew, got {:?}", other.err()),
+    }
+    match Store::open(&db.path, Options::default().migrations(&[steps[0], steps[1], "CREATE TABLE broken("])) {
+        Err(e @ OpenError::Migration { step: 2, .. }) => assert!(e.to_string().contains("migration step 2")),
+        other => panic!("expected Migration error, got {:?}", other.err()),
+    }
+    let store = Store::open(&db.path, Options::default().migrations(&steps)).expect("still at v2");
+    assert_eq!(count(&store, "PRAGMA user_version"), 2);
+    assert_eq!(store.metrics().journal_mode, "wal");
+}
+
+#[test]
+fn opening_a_file_that_is_not_sqlite_says_so() {
+    let db = temp_db();
+    std::fs::write(&db.path, b"this is a text file, not a database, and it is long enough to have a header").expect("write");
+    match Store::open(&db.path, Options::default()) {
+        Err(e @ OpenError::NotADatabase { .. }) => assert!(e.to_string().contains("is not an SQLite database"), "{e}"),
+        other => panic!("expected NotADatabase, got {:?}", other.err()),
+    }
+    match Store::open(db.dir.path().join("no/such/dir/x.db"), Options::default()) {
+        Err(OpenError::CannotOpen { .. }) => {}
+        other => panic!("expected CannotOpen, got {:?}", other.err()),
+    }
+}
