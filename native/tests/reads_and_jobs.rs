@@ -31,8 +31,10 @@ fn queries_run_while_a_long_batch_is_committing() {
     let mut answered_during = 0;
     while !done.load(Ordering::SeqCst) {
         let n = count(&store, "SELECT count(*) FROM events");
-        if !done.load(Ordering::SeqCst) {
-            assert_eq!(n, 1, "a reader sees the last commit, not the batch in progress");
+        // Before the commit a reader sees only the seed row; between COMMIT and the ack it may
+        // already see all of it; never a part.
+        assert!(n == 1 || n == 2_000_001, "a reader saw a batch half applied: {n} rows");
+        if n == 1 {
             answered_during += 1;
         }
     }
