@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use sqlweir_core::fake::{FakeBackend, Fault};
-use sqlweir_core::{Backend, RetryPolicy, Step, Write, WriteError, WriteQueue, WriteResult, WriterConfig, WriterState, apply, params};
+use sqlweir_core::{
+    Backend, RetryPolicy, Step, Write, WriteError, WriteQueue, WriteResult, WriterConfig, WriterState, apply, params,
+};
 
 const MAX_ATTEMPTS: u32 = 3;
 
@@ -57,7 +59,12 @@ impl Harness {
         let config = WriterConfig {
             batch_rows: 4,
             batch_rows_ceiling: 16,
-            retry: RetryPolicy { base: Duration::from_millis(1), cap: Duration::from_millis(8), max_attempts: MAX_ATTEMPTS, budget: Duration::from_secs(60) },
+            retry: RetryPolicy {
+                base: Duration::from_millis(1),
+                cap: Duration::from_millis(8),
+                max_attempts: MAX_ATTEMPTS,
+                budget: Duration::from_secs(60),
+            },
             breaker_threshold: 2,
             breaker_cooldown: Duration::from_millis(10),
             ..WriterConfig::default()

@@ -115,7 +115,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let dir = tempfile::tempdir()?;
     let total = args.collectors * args.rows;
-    println!("{} collectors x {} events = {total} events, ~100-byte payloads, WAL, synchronous=NORMAL", args.collectors, args.rows);
+    println!(
+        "{} collectors x {} events = {total} events, ~100-byte payloads, WAL, synchronous=NORMAL",
+        args.collectors, args.rows
+    );
 
     let (naive_time, naive_rows) = naive(&dir.path().join("naive.db"), &args)?;
     let naive_rate = naive_rows as f64 / naive_time.as_secs_f64();
@@ -130,7 +133,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let weir_rate = m.committed as f64 / weir_time.as_secs_f64();
     println!("\nsqlweir: one store, one writer, batched commits");
     println!("  rows committed  {} (query count: {})", m.committed, rows[0]);
-    println!("  rejected        {} (malformed events, each with its own error; the rest of their batch committed)", m.rejected);
+    println!(
+        "  rejected        {} (malformed events, each with its own error; the rest of their batch committed)",
+        m.rejected
+    );
     println!("  time            {:.2} s", weir_time.as_secs_f64());
     println!("  rows/s          {weir_rate:.0}");
     println!("  batches         {} (mean {:.1} rows)", m.batches, m.mean_batch_size);

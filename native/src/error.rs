@@ -46,7 +46,9 @@ pub enum OpenError {
         source: BackendError,
     },
     /// The database was migrated by a newer program.
-    #[error("database schema version {found} is newer than the {known} migrations this program knows; upgrade the program")]
+    #[error(
+        "database schema version {found} is newer than the {known} migrations this program knows; upgrade the program"
+    )]
     SchemaTooNew {
         /// `PRAGMA user_version` found.
         found: i64,

@@ -65,3 +65,8 @@ pub use sqlweir_core::{
 };
 pub use store::{ManyOutcome, Receipt, Store};
 pub use ticket::Ticket;
+
+/// The README's Rust examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

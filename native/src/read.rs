@@ -66,7 +66,7 @@ impl ReadPool {
 fn run(conn: &Connection, sql: &str, params: &[Value]) -> Result<Rows, QueryError> {
     let db = |e| QueryError::Database(classify(e));
     let mut stmt = conn.prepare_cached(sql).map_err(db)?;
-    let columns: Vec<String> = stmt.column_names().into_iter().map(str::to_owned).collect();
+    let columns: Vec<String> = stmt.column_names().map(str::to_owned).collect();
     let width = columns.len();
     let mut rows = Vec::new();
     let mut cursor = stmt.query(rusqlite::params_from_iter(params.iter().map(Bind))).map_err(db)?;

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant, SystemTime};
 use rusqlite::{Connection, OpenFlags};
 use serde::de::DeserializeOwned;
 use sqlweir_core::{
-    Health, JobLocks, JobRun, JobStatus, MetricsSnapshot, PushError, Value, Write, WriteError, WriteQueue,
-    WriteResult, WriterState, from_row,
+    Health, JobLocks, JobRun, JobStatus, MetricsSnapshot, PushError, Value, Write, WriteError, WriteQueue, WriteResult,
+    WriterState, from_row,
 };
 
 use crate::error::{CloseError, LockError, OpenError, QueryError};
@@ -273,23 +273,23 @@ impl Store {
     /// short busy timeout, runs the migrations not yet applied, opens the read pool and starts
     /// the writer thread. No write is accepted before the migrations ran.
     pub fn open(path: impl AsRef<Path>, options: Options) -> Result<Store, OpenError> {
-        Store::start(Target::File(path.as_ref().to_path_buf()), options)
+        Store::start(&Target::File(path.as_ref().to_path_buf()), options)
     }
 
     /// Opens a private in-memory database (SQLite's `memdb`, shared by this store's
     /// connections only). For tests and caches; nothing survives the store.
     pub fn open_in_memory(options: Options) -> Result<Store, OpenError> {
         let n = MEMORY_STORES.fetch_add(1, Ordering::Relaxed);
-        Store::start(Target::Memory(format!("file:/sqlweir-{}-{n}?vfs=memdb", std::process::id())), options)
+        Store::start(&Target::Memory(format!("file:/sqlweir-{}-{n}?vfs=memdb", std::process::id())), options)
     }
 
-    fn start(target: Target, options: Options) -> Result<Store, OpenError> {
-        let conn = open_writer(&target, &options)?;
+    fn start(target: &Target, options: Options) -> Result<Store, OpenError> {
+        let conn = open_writer(target, &options)?;
         let journal_mode: String =
             conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).map_err(|e| OpenError::Setup(classify(e)))?;
         let mut readers = Vec::with_capacity(options.read_connections);
         for _ in 0..options.read_connections {
-            readers.push(open_reader(&target)?);
+            readers.push(open_reader(target)?);
         }
         let seed = options.seed.unwrap_or_else(|| RandomState::new().hash_one(SystemTime::now()));
         let shared = Arc::new(Shared {
@@ -302,7 +302,7 @@ impl Store {
             }),
             work: Condvar::new(),
             room: Condvar::new(),
-            writer: Mutex::new(WriterState::new(options.writer.clone(), seed)),
+            writer: Mutex::new(WriterState::new(options.writer, seed)),
             jobs: Mutex::new(JobLocks::new()),
             job_released: Condvar::new(),
             origin: Instant::now(),
@@ -485,7 +485,7 @@ impl Store {
         };
         let mut m = shared.writer().snapshot(depth, capacity, accepted);
         m.journal_mode.clone_from(&shared.journal_mode);
-        m.sqlite_version = rusqlite::version().to_owned();
+        rusqlite::version().clone_into(&mut m.sqlite_version);
         m
     }
 
@@ -524,29 +524,24 @@ impl Handle {
         }
         let joined = thread.join();
         self.reads.close();
-        match joined {
-            Ok(backend) => {
-                // TRUNCATE leaves an empty WAL behind, so the file alone holds everything.
-                let checkpoint = backend
-                    .conn
-                    .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0))
-                    .map_err(|e| CloseError::Checkpoint(classify(e)))?;
-                if checkpoint != 0 {
-                    return Err(CloseError::Checkpoint(classify_code(
-                        rusqlite::ffi::SQLITE_BUSY,
-                        "checkpoint could not finish".into(),
-                    )));
-                }
-                drop(backend);
-                Ok(())
-            }
-            Err(_) => {
-                // Whatever is still queued fails with Closed as its entries drop.
-                let drained = shared.queue().queue.take(usize::MAX);
-                drop(drained);
-                Err(CloseError::WriterPanicked)
-            }
+        let Ok(backend) = joined else {
+            // Whatever is still queued fails with Closed as its entries drop.
+            let drained = shared.queue().queue.take(usize::MAX);
+            drop(drained);
+            return Err(CloseError::WriterPanicked);
+        };
+        // TRUNCATE leaves an empty WAL behind, so the file alone holds everything.
+        let busy: i64 = backend
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
+            .map_err(|e| CloseError::Checkpoint(classify(e)))?;
+        if busy != 0 {
+            return Err(CloseError::Checkpoint(classify_code(
+                rusqlite::ffi::SQLITE_BUSY,
+                "a reader kept the checkpoint from finishing".into(),
+            )));
         }
+        Ok(())
     }
 }
 
@@ -560,8 +555,10 @@ impl Drop for Handle {
 
 fn open_writer(target: &Target, options: &Options) -> Result<Connection, OpenError> {
     let path = target.describe();
-    let flags =
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_URI
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = match target {
         Target::File(p) => Connection::open_with_flags(p, flags),
         Target::Memory(uri) => Connection::open_with_flags(uri, flags),

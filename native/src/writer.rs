@@ -4,8 +4,8 @@
 //! core's retry and breaker decisions, sleeps when told to, and resolves tickets only after
 //! COMMIT returned.
 
-use std::sync::Arc;
 use sqlweir_core::{Event, Queued, Step, Write, WriteError, WriteResult, apply};
+use std::sync::Arc;
 
 use crate::sqlite::SqliteBackend;
 use crate::store::{Pending, Shared};
@@ -55,7 +55,11 @@ fn next_batch(shared: &Shared) -> Option<(Vec<Queued<Pending>>, usize)> {
         let now = shared.now();
         // A flush or a close wants what is queued now: no lingering for more.
         let urgent = (q.flushes > 0 || q.queue.is_closed()) && !q.queue.is_empty();
-        let ready = if urgent { Some(now) } else { shared.writer().ready_at(q.queue.rows(), q.queue.oldest_accepted_at(), now) };
+        let ready = if urgent {
+            Some(now)
+        } else {
+            shared.writer().ready_at(q.queue.rows(), q.queue.oldest_accepted_at(), now)
+        };
         match ready {
             None if q.queue.is_closed() => return None,
             None => {

@@ -45,6 +45,12 @@ fn queries_run_while_a_long_batch_is_committing() {
     assert_eq!(count(&store, "SELECT count(*) FROM events"), 2_000_001, "a read after the ack sees it");
 }
 
+#[derive(serde::Deserialize, Debug)]
+#[allow(dead_code)]
+struct Wrong {
+    nope: i64,
+}
+
 #[test]
 fn query_errors_are_typed() {
     let db = temp_db();
@@ -54,11 +60,6 @@ fn query_errors_are_typed() {
     assert_eq!(e.sqlite_code(), Some(1));
     let e = store.query("INSERT INTO events(source) VALUES ('x')", &[]).unwrap_err();
     assert_eq!(e.sqlite_code().map(|c| c & 0xff), Some(8), "SQLITE_READONLY: queries cannot write");
-    #[derive(serde::Deserialize, Debug)]
-    #[allow(dead_code)]
-    struct Wrong {
-        nope: i64,
-    }
     store.write(INSERT, params![1, "a", "b"]).wait().expect("write");
     let e = store.query_as::<Wrong>("SELECT id FROM events", &[]).unwrap_err();
     assert!(e.to_string().contains("row 0") && e.to_string().contains("nope"), "{e}");
@@ -72,7 +73,9 @@ fn job_lock_fail_fast_timeout_and_history() {
     let status = store.job_status("nightly-sync").expect("held");
     assert_eq!(status.holder, "cron");
     match store.lock_as("nightly-sync", "admin", Wait::FailFast) {
-        Err(LockError::InProgress { holder, name, .. }) => assert_eq!((holder.as_str(), name.as_str()), ("cron", "nightly-sync")),
+        Err(LockError::InProgress { holder, name, .. }) => {
+            assert_eq!((holder.as_str(), name.as_str()), ("cron", "nightly-sync"));
+        }
         other => panic!("expected InProgress, got {:?}", other.map(|g| g.name().to_owned())),
     }
     assert!(matches!(
@@ -127,7 +130,8 @@ fn migrations_run_once_and_track_user_version() {
 #[test]
 fn opening_a_file_that_is_not_sqlite_says_so() {
     let db = temp_db();
-    std::fs::write(&db.path, b"this is a text file, not a database, and it is long enough to have a header").expect("write");
+    std::fs::write(&db.path, b"this is a text file, not a database, and it is long enough to have a header")
+        .expect("write");
     match Store::open(&db.path, Options::default()) {
         Err(e @ OpenError::NotADatabase { .. }) => assert!(e.to_string().contains("is not an SQLite database"), "{e}"),
         other => panic!("expected NotADatabase, got {:?}", other.err()),
