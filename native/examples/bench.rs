@@ -1,0 +1,480 @@
+//! The native benchmark: sqlweir against the physical limit and the field reports' way, all in
+//! one run, reported as ratios (absolute numbers on a shared machine are noise).
+//!
+//! `scripts/bench` runs it in release with the default row counts; `--smoke` runs every
+//! scenario with tiny counts and only checks that all rows landed (part of `scripts/test`).
+//! Results go to stdout as a table and to `target/bench/native.json`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::executor::block_on;
+use futures::future::join_all;
+use rusqlite::Connection;
+use serde_json::json;
+use sqlweir::{MetricsSnapshot, Options, Store, Synchronous, Value, params};
+
+const SCHEMA: &str = "CREATE TABLE events(id INTEGER PRIMARY KEY, ts INTEGER, source TEXT, payload TEXT)";
+const INSERT: &str = "INSERT INTO events(ts, source, payload) VALUES (?1, ?2, ?3)";
+const PRODUCERS: usize = 8;
+const WINDOW: usize = 64;
+
+fn payload() -> String {
+    // ~100 bytes, like a small JSON event.
+    format!("{{\"kind\":\"price\",\"item\":\"sku-000042\",\"value\":1234.5,\"pad\":\"{}\"}}", "p".repeat(48))
+}
+
+struct Args {
+    rows: usize,
+    full_rows: usize,
+    memory_rows: usize,
+    smoke: bool,
+    out: PathBuf,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        rows: 200_000,
+        full_rows: 20_000,
+        memory_rows: 1_000_000,
+        smoke: false,
+        out: "target/bench/native.json".into(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut num = |name: &str| it.next().and_then(|v| v.parse().ok()).ok_or(format!("{name} needs a number"));
+        match flag.as_str() {
+            "--rows" => a.rows = num("--rows")?,
+            "--full-rows" => a.full_rows = num("--full-rows")?,
+            "--memory-rows" => a.memory_rows = num("--memory-rows")?,
+            "--smoke" => a.smoke = true,
+            "--out" => a.out = it.next().ok_or("--out needs a path")?.into(),
+            "--bench" => {} // passed by `cargo bench`-style runners
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    if a.smoke {
+        a.rows = 2_000;
+        a.full_rows = 400;
+        a.memory_rows = 20_000;
+    }
+    Ok(a)
+}
+
+/// One measured scenario.
+struct Run {
+    key: &'static str,
+    name: String,
+    rows: usize,
+    elapsed: Duration,
+    metrics: Option<MetricsSnapshot>,
+    peak_rss_kb: u64,
+}
+
+impl Run {
+    fn rate(&self) -> f64 {
+        self.rows as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+fn status_kb(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// Resets the kernel's peak-RSS mark so each scenario reports its own peak.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn fresh(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.db"))
+}
+
+fn sync_name(s: Synchronous) -> &'static str {
+    match s {
+        Synchronous::Normal => "NORMAL",
+        Synchronous::Full => "FULL",
+    }
+}
+
+fn raw_conn(path: &Path, sync: Synchronous) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(30))?;
+    conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))?;
+    conn.pragma_update(None, "synchronous", sync_name(sync))?;
+    Ok(conn)
+}
+
+fn count(path: &Path) -> Result<usize, Box<dyn std::error::Error>> {
+    let n: i64 = Connection::open(path)?.query_row("SELECT count(*) FROM events", [], |r| r.get(0))?;
+    Ok(n as usize)
+}
+
+/// (1) The ceiling: one connection, one transaction, one prepared statement.
+fn limit(path: &Path, rows: usize) -> Result<Duration, Box<dyn std::error::Error>> {
+    let mut conn = raw_conn(path, Synchronous::Normal)?;
+    conn.execute_batch(SCHEMA)?;
+    let p = payload();
+    let started = Instant::now();
+    let tx = conn.transaction()?;
+    {
+        let mut stmt = tx.prepare(INSERT)?;
+        for i in 0..rows {
+            stmt.execute(rusqlite::params![i as i64, "collector", p.as_str()])?;
+        }
+    }
+    tx.commit()?;
+    Ok(started.elapsed())
+}
+
+/// (2) The field reports' way: a connection per thread, one autocommit INSERT per row.
+fn naive(path: &Path, rows: usize, sync: Synchronous) -> Result<Duration, Box<dyn std::error::Error>> {
+    raw_conn(path, sync)?.execute_batch(SCHEMA)?;
+    let started = Instant::now();
+    let threads: Vec<_> = (0..PRODUCERS)
+        .map(|t| {
+            let path = path.to_path_buf();
+            let n = rows / PRODUCERS + usize::from(t < rows % PRODUCERS);
+            std::thread::spawn(move || -> rusqlite::Result<()> {
+                let conn = raw_conn(&path, sync)?;
+                let p = payload();
+                let mut stmt = conn.prepare(INSERT)?;
+                for i in 0..n {
+                    stmt.execute(rusqlite::params![i as i64, "collector", p.as_str()])?;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().map_err(|_| "naive thread panicked")??;
+    }
+    Ok(started.elapsed())
+}
+
+fn open_store(path: &Path, sync: Synchronous) -> Result<Store, Box<dyn std::error::Error>> {
+    Ok(Store::open(path, Options::default().migrations(&[SCHEMA]).synchronous(sync))?)
+}
+
+/// (3a) 8 producers, each keeping up to 64 writes in flight, every ack awaited.
+fn pipelined(store: &Store, rows: usize) -> Result<Duration, Box<dyn std::error::Error>> {
+    let started = Instant::now();
+    let threads: Vec<_> = (0..PRODUCERS)
+        .map(|t| {
+            let store = store.clone();
+            let n = rows / PRODUCERS + usize::from(t < rows % PRODUCERS);
+            std::thread::spawn(move || -> Result<(), sqlweir::WriteError> {
+                let p = payload();
+                let mut i = 0;
+                while i < n {
+                    let end = (i + WINDOW).min(n);
+                    let window = (i..end).map(|i| store.write(INSERT, params![i as i64, "collector", p.as_str()]));
+                    for r in block_on(join_all(window)) {
+                        r?;
+                    }
+                    i = end;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().map_err(|_| "producer panicked")??;
+    }
+    Ok(started.elapsed())
+}
+
+/// (3b) 8 threads, blocking API, each waits for its ack before the next write.
+fn lockstep(store: &Store, rows: usize) -> Result<Duration, Box<dyn std::error::Error>> {
+    let started = Instant::now();
+    let threads: Vec<_> = (0..PRODUCERS)
+        .map(|t| {
+            let store = store.clone();
+            let n = rows / PRODUCERS + usize::from(t < rows % PRODUCERS);
+            std::thread::spawn(move || -> Result<(), sqlweir::WriteError> {
+                let p = payload();
+                for i in 0..n {
+                    store.write(INSERT, params![i as i64, "collector", p.as_str()]).wait()?;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().map_err(|_| "producer panicked")??;
+    }
+    Ok(started.elapsed())
+}
+
+/// (4) One producer, `write_many` in chunks of 10,000 rows, two chunks in flight.
+fn many(store: &Store, rows: usize) -> Result<Duration, Box<dyn std::error::Error>> {
+    let p = payload();
+    let started = Instant::now();
+    let chunk = 10_000;
+    let mut pending = std::collections::VecDeque::new();
+    let mut i = 0;
+    while i < rows {
+        let end = (i + chunk).min(rows);
+        let batch: Vec<Vec<Value>> = (i..end).map(|i| params![i as i64, "collector", p.as_str()]).collect();
+        pending.push_back(store.write_many(INSERT, batch));
+        if pending.len() > 2 {
+            let out = pending.pop_front().ok_or("queue")?.wait()?;
+            if !out.rejected.is_empty() {
+                return Err(format!("{} rows rejected", out.rejected.len()).into());
+            }
+        }
+        i = end;
+    }
+    for t in pending {
+        t.wait()?;
+    }
+    Ok(started.elapsed())
+}
+
+/// Grabs `BEGIN EXCLUSIVE` for 200 ms every second, `cycles` times, then raises `stop`.
+fn lock_holder(path: PathBuf, cycles: u32, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<rusqlite::Result<u32>> {
+    std::thread::spawn(move || {
+        let held = (|| {
+            let conn = Connection::open(path)?;
+            conn.busy_timeout(Duration::from_secs(30))?;
+            for _ in 0..cycles {
+                conn.execute_batch("BEGIN EXCLUSIVE")?;
+                std::thread::sleep(Duration::from_millis(200));
+                conn.execute_batch("COMMIT")?;
+                std::thread::sleep(Duration::from_millis(800));
+            }
+            Ok(cycles)
+        })();
+        stop.store(true, Ordering::Relaxed);
+        held
+    })
+}
+
+/// (6) Like (3a), but writing until `stop` is raised; returns the rows written.
+fn pipelined_until(store: &Store, stop: &Arc<AtomicBool>) -> Result<usize, Box<dyn std::error::Error>> {
+    let threads: Vec<_> = (0..PRODUCERS)
+        .map(|_| {
+            let (store, stop) = (store.clone(), stop.clone());
+            std::thread::spawn(move || -> Result<usize, sqlweir::WriteError> {
+                let p = payload();
+                let mut written = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let window = (0..WINDOW).map(|i| store.write(INSERT, params![i as i64, "collector", p.as_str()]));
+                    for r in block_on(join_all(window)) {
+                        r?;
+                    }
+                    written += WINDOW;
+                }
+                Ok(written)
+            })
+        })
+        .collect();
+    let mut rows = 0;
+    for t in threads {
+        rows += t.join().map_err(|_| "producer panicked")??;
+    }
+    Ok(rows)
+}
+
+fn measure_store(
+    dir: &Path,
+    key: &'static str,
+    name: String,
+    rows: usize,
+    sync: Synchronous,
+    work: impl FnOnce(&Store, &Path) -> Result<Duration, Box<dyn std::error::Error>>,
+) -> Result<Run, Box<dyn std::error::Error>> {
+    let path = fresh(dir, key);
+    let store = open_store(&path, sync)?;
+    reset_peak_rss();
+    let elapsed = work(&store, &path)?;
+    let metrics = store.metrics();
+    store.close()?;
+    let landed = count(&path)?;
+    if landed != rows {
+        return Err(format!("{key}: {landed} rows landed, {rows} expected").into());
+    }
+    Ok(Run { key, name, rows, elapsed, metrics: Some(metrics), peak_rss_kb: status_kb("VmHWM:") })
+}
+
+fn measure_raw(
+    dir: &Path,
+    key: &'static str,
+    name: String,
+    rows: usize,
+    work: impl FnOnce(&Path) -> Result<Duration, Box<dyn std::error::Error>>,
+) -> Result<Run, Box<dyn std::error::Error>> {
+    let path = fresh(dir, key);
+    reset_peak_rss();
+    let elapsed = work(&path)?;
+    let landed = count(&path)?;
+    if landed != rows {
+        return Err(format!("{key}: {landed} rows landed, {rows} expected").into());
+    }
+    Ok(Run { key, name, rows, elapsed, metrics: None, peak_rss_kb: status_kb("VmHWM:") })
+}
+
+/// (6) sqlweir while another connection takes the write lock for 200 ms every second.
+fn under_lock(dir: &Path, cycles: u32) -> Result<Run, Box<dyn std::error::Error>> {
+    let path = fresh(dir, "weir_under_lock");
+    let store = open_store(&path, Synchronous::Normal)?;
+    reset_peak_rss();
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let holder = lock_holder(path.clone(), cycles, stop.clone());
+    let rows = pipelined_until(&store, &stop)?;
+    let elapsed = started.elapsed();
+    let held = holder.join().map_err(|_| "lock holder panicked")??;
+    let metrics = store.metrics();
+    store.close()?;
+    if count(&path)? != rows || metrics.failed != 0 {
+        return Err("under_lock: rows lost or failed".into());
+    }
+    let name = format!("(6) sqlweir (3a), {held} x 200 ms outside lock, 1/s");
+    Ok(Run { key: "weir_under_lock", name, rows, elapsed, metrics: Some(metrics), peak_rss_kb: status_kb("VmHWM:") })
+}
+
+/// Ingests `rows` rows from one pipelining producer and samples RSS at checkpoints.
+fn memory(dir: &Path, rows: usize) -> Result<Vec<(usize, u64)>, Box<dyn std::error::Error>> {
+    let path = fresh(dir, "memory");
+    let store = open_store(&path, Synchronous::Normal)?;
+    let p = payload();
+    let checkpoints: Vec<usize> = [100_000, 1_000_000, 5_000_000, rows].into_iter().filter(|c| *c <= rows).collect();
+    let mut samples = Vec::new();
+    let mut i = 0;
+    let mut in_flight = std::collections::VecDeque::new();
+    while i < rows {
+        in_flight.push_back(store.write(INSERT, params![i as i64, "ingest", p.as_str()]));
+        if in_flight.len() >= 4096 {
+            in_flight.pop_front().ok_or("queue")?.wait()?;
+        }
+        i += 1;
+        if checkpoints.contains(&i) {
+            samples.push((i, status_kb("VmRSS:")));
+        }
+    }
+    for t in in_flight {
+        t.wait()?;
+    }
+    store.close()?;
+    if count(&path)? != rows {
+        return Err("memory: not every row landed".into());
+    }
+    samples.dedup_by_key(|s| s.0);
+    Ok(samples)
+}
+
+/// The targets of the benchmark issue, with this run's ratios.
+fn print_targets(runs: &[Run], limit: f64, naive: f64, naive_full: f64) {
+    let rate = |key: &str| runs.iter().find(|r| r.key == key).map_or(f64::NAN, Run::rate);
+    let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
+    let checks = [
+        ("(3a) >= 0.70x limit", rate("weir_pipelined") / limit, 0.7),
+        ("(4)  >= 0.90x limit", rate("weir_many") / limit, 0.9),
+        ("(3a) FULL >= 50x naive FULL", rate("weir_pipelined_full") / naive_full, 50.0),
+        ("(3b) >= 1.2x naive (NORMAL)", rate("weir_lockstep") / naive, 1.2),
+        ("(3b) FULL >= 4x naive FULL", rate("weir_lockstep_full") / naive_full, 4.0),
+    ];
+    println!("\ntargets (from the benchmark issue; ratios measured in this run):");
+    for (what, ratio, goal) in checks {
+        println!("  {what:<32} {ratio:>7.2}x  {}", verdict(ratio >= goal));
+    }
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}\nusage: bench [--rows N] [--full-rows N] [--memory-rows N] [--smoke] [--out PATH]");
+            std::process::exit(2);
+        }
+    };
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    let (n, f) = (args.rows, args.full_rows);
+    let normal = Synchronous::Normal;
+    let full = Synchronous::Full;
+    println!(
+        "sqlweir native benchmark: {n} rows (FULL scenarios {f}), ~100-byte payloads, WAL, file-backed, {PRODUCERS} producers"
+    );
+    let mut runs = vec![
+        measure_raw(d, "limit", format!("(1) limit: 1 connection, 1 transaction, {n} rows"), n, |p| limit(p, n))?,
+        measure_raw(d, "naive", "(2) naive: 8 threads, autocommit per row".into(), n, |p| naive(p, n, normal))?,
+        measure_store(d, "weir_pipelined", "(3a) sqlweir 8 producers, 64 in flight each".into(), n, normal, |s, _| {
+            pipelined(s, n)
+        })?,
+        measure_store(d, "weir_lockstep", "(3b) sqlweir 8 threads, 1 in flight each".into(), n, normal, |s, _| {
+            lockstep(s, n)
+        })?,
+        measure_store(d, "weir_many", "(4) sqlweir write_many, 1 producer".into(), n, normal, |s, _| many(s, n))?,
+        measure_raw(d, "naive_full", format!("(7) naive, synchronous=FULL, {f} rows"), f, |p| naive(p, f, full))?,
+        measure_store(d, "weir_pipelined_full", "(7) sqlweir (3a), synchronous=FULL".into(), f, full, |s, _| {
+            pipelined(s, f)
+        })?,
+        measure_store(d, "weir_lockstep_full", "(7) sqlweir (3b), synchronous=FULL".into(), f, full, |s, _| {
+            lockstep(s, f)
+        })?,
+    ];
+    runs.push(under_lock(d, if args.smoke { 1 } else { 5 })?);
+    let rate = |key: &str, runs: &[Run]| runs.iter().find(|r| r.key == key).map_or(f64::NAN, Run::rate);
+    let (limit_rate, naive_rate, naive_full_rate) =
+        (rate("limit", &runs), rate("naive", &runs), rate("naive_full", &runs));
+
+    println!(
+        "\n{:<52} {:>10} {:>9} {:>9} {:>8} {:>10} {:>10} {:>8} {:>9}",
+        "scenario", "rows/s", "x limit", "x naive", "batch", "ack p50", "ack p99", "retries", "peak MB"
+    );
+    let mut json_runs = Vec::new();
+    for r in &mut runs {
+        let versus_naive = if r.key.ends_with("_full") { r.rate() / naive_full_rate } else { r.rate() / naive_rate };
+        let m = r.metrics.as_ref();
+        println!(
+            "{:<52} {:>10.0} {:>9.2} {:>9.2} {:>8} {:>10} {:>10} {:>8} {:>9.1}",
+            r.name,
+            r.rate(),
+            r.rate() / limit_rate,
+            versus_naive,
+            m.map_or("-".into(), |m| format!("{:.0}", m.mean_batch_size)),
+            m.map_or("-".into(), |m| format!("{:?}", m.ack_p50)),
+            m.map_or("-".into(), |m| format!("{:?}", m.ack_p99)),
+            m.map_or("-".into(), |m| m.retries.to_string()),
+            r.peak_rss_kb as f64 / 1024.0,
+        );
+        json_runs.push(json!({
+            "key": r.key, "name": r.name, "rows": r.rows, "seconds": r.elapsed.as_secs_f64(), "rows_per_s": r.rate(),
+            "ratio_to_limit": r.rate() / limit_rate, "ratio_to_naive": versus_naive,
+            "mean_batch_size": m.map(|m| m.mean_batch_size), "ack_p50_us": m.map(|m| m.ack_p50.as_micros() as u64),
+            "ack_p99_us": m.map(|m| m.ack_p99.as_micros() as u64), "retries": m.map(|m| m.retries),
+            "breaker_opened": m.map(|m| m.breaker_opened), "peak_rss_kb": r.peak_rss_kb,
+        }));
+    }
+
+    let samples = memory(d, args.memory_rows)?;
+    println!("\nmemory: one producer ingests {} rows through the bounded queue (4096 in flight)", args.memory_rows);
+    for (at, kb) in &samples {
+        println!("  RSS after {at:>9} rows: {:.1} MB", *kb as f64 / 1024.0);
+    }
+
+    if args.smoke {
+        println!("\n(smoke run: tiny row counts; only the row counts were checked, ratios mean nothing here)");
+    } else {
+        print_targets(&runs, limit_rate, naive_rate, naive_full_rate);
+    }
+
+    if let Some(parent) = args.out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let doc = json!({
+        "machine": { "cpus": std::thread::available_parallelism().map_or(0, std::num::NonZero::get), "sqlite": rusqlite::version() },
+        "rows": n, "full_rows": f, "smoke": args.smoke, "runs": json_runs,
+        "memory_rss_kb": samples.iter().map(|(at, kb)| json!({"rows": at, "rss_kb": kb})).collect::<Vec<_>>(),
+    });
+    std::fs::write(&args.out, serde_json::to_string_pretty(&doc)?)?;
+    println!("results written to {}", args.out.display());
+    Ok(())
+}
