@@ -1,0 +1,76 @@
+// sqlweir's worker bootstrap: loads the WebAssembly module, hosts the page's databases and
+// relays messages. OPFS synchronous access handles exist only in dedicated workers, which is why
+// SQLite lives here and not on the main thread.
+
+import init, { Database } from "./pkg/sqlweir_wasm.js";
+
+const ready = init();
+const databases = new Map();
+let nextDb = 1;
+
+function plainError(e) {
+  if (e && typeof e === "object" && "code" in e) {
+    const { name, message, code, sqliteCode, holder, sinceMs } = e;
+    const out = { name, message, code, sqliteCode: sqliteCode ?? null };
+    if (holder !== undefined) Object.assign(out, { holder, sinceMs });
+    return out;
+  }
+  // A panic or a JavaScript failure inside the worker: not one of sqlweir's typed errors.
+  return { name: "SqlweirError", message: `internal error: ${e?.message ?? e}; please report it`, code: "Internal", sqliteCode: null };
+}
+
+function database(id) {
+  const db = databases.get(id);
+  if (!db) throw { name: "SqlweirError", message: "store is closed: open it again", code: "Closed", sqliteCode: null };
+  return db;
+}
+
+const calls = {
+  async open({ name, options }) {
+    const db = await Database.open(name, options);
+    db.onSettled((settled) => self.postMessage({ settled }));
+    const id = nextDb++;
+    databases.set(id, db);
+    return id;
+  },
+  query: ({ db, sql, params }) => database(db).query(sql, params),
+  flush: ({ db }) => database(db).flush(),
+  async close({ db }) {
+    const handle = databases.get(db);
+    if (!handle) return;
+    databases.delete(db);
+    await handle.close();
+    handle.free();
+  },
+  metrics: ({ db }) => database(db).metrics(),
+  health: ({ db }) => database(db).health(),
+  lock: ({ db, name, holder, timeoutMs }) => database(db).lock(name, holder, timeoutMs),
+  unlock: ({ db, token, failure }) => database(db).unlock(token, failure),
+  jobStatus: ({ db, name }) => database(db).jobStatus(name),
+};
+
+self.onmessage = async (event) => {
+  const message = event.data;
+  try {
+    await ready;
+  } catch (e) {
+    if (message.call !== undefined) self.postMessage({ call: message.call, ok: false, error: { ...plainError(e), code: "Worker" } });
+    return;
+  }
+  if (message.op === "write") {
+    const db = databases.get(message.db);
+    const refused = db
+      ? db.submit(message.items)
+      : message.items.flatMap(([id]) => [id, false, { name: "SqlweirError", message: "store is closed: open it again to write", code: "Closed", sqliteCode: null }]);
+    if (refused.length) self.postMessage({ settled: refused });
+    return;
+  }
+  const handler = calls[message.op];
+  try {
+    if (!handler) throw new Error(`unknown operation ${message.op}`);
+    const value = await handler(message);
+    self.postMessage({ call: message.call, ok: true, value });
+  } catch (e) {
+    self.postMessage({ call: message.call, ok: false, error: plainError(e) });
+  }
+};

@@ -1,0 +1,175 @@
+//! Conversions at the JavaScript edge: parameters in (never coerced), rows, receipts and errors
+//! out.
+
+use js_sys::{Array, BigInt, Object, Reflect, Uint8Array};
+use sqlweir_core::{Value, WriteError};
+use wasm_bindgen::{JsCast, JsValue};
+
+use crate::error::Coded;
+use crate::sqlite::QueryRows;
+use crate::store::{Acked, ManyOutcome, Receipt};
+
+/// Largest integer a JavaScript number holds exactly (2^53 - 1).
+const MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
+
+/// One parameter. Numbers with no fraction within +-(2^53 - 1) bind as INTEGER, others as REAL;
+/// bigint as INTEGER (within i64); booleans as 0/1; `Uint8Array` as BLOB. Anything else
+/// (undefined, objects, arrays, other typed arrays, symbols) is refused, not coerced.
+pub(crate) fn value_from_js(v: &JsValue) -> Result<Value, String> {
+    if v.is_null() {
+        return Ok(Value::Null);
+    }
+    if let Some(n) = v.as_f64() {
+        #[allow(clippy::float_cmp)] // an exact test: is the number integral?
+        let integral = n.trunc() == n && n.abs() <= MAX_SAFE_INTEGER as f64;
+        return Ok(if integral { Value::Integer(n as i64) } else { Value::Real(n) });
+    }
+    if let Some(s) = v.as_string() {
+        return Ok(Value::Text(s));
+    }
+    if let Some(b) = v.as_bool() {
+        return Ok(Value::Integer(i64::from(b)));
+    }
+    if v.is_bigint() {
+        return i64::try_from(v.clone()).map(Value::Integer).map_err(|_| {
+            let shown = v.dyn_ref::<BigInt>().and_then(|b| b.to_string(10).ok()).map(String::from).unwrap_or_default();
+            format!("bigint {shown} does not fit in a 64-bit signed integer")
+        });
+    }
+    if let Some(bytes) = v.dyn_ref::<Uint8Array>() {
+        return Ok(Value::Blob(bytes.to_vec()));
+    }
+    Err(format!("{} is not a parameter type; use number, bigint, string, boolean, null or Uint8Array", describe(v)))
+}
+
+fn describe(v: &JsValue) -> String {
+    let kind = v.js_typeof().as_string().unwrap_or_default();
+    if kind != "object" {
+        return kind;
+    }
+    let name = Reflect::get(v, &JsValue::from_str("constructor"))
+        .ok()
+        .filter(|c| !c.is_undefined())
+        .and_then(|c| Reflect::get(&c, &JsValue::from_str("name")).ok())
+        .and_then(|n| n.as_string());
+    match name {
+        Some(name) => format!("object {name}"),
+        None => "object".into(),
+    }
+}
+
+/// A parameter row: an array of values, or `undefined`/`null` for none.
+pub(crate) fn params_from_js(params: &JsValue) -> Result<Vec<Value>, WriteError> {
+    if params.is_undefined() || params.is_null() {
+        return Ok(Vec::new());
+    }
+    let Some(array) = params.dyn_ref::<Array>() else {
+        return Err(invalid(format!("parameters must be an array, got {}", describe(params))));
+    };
+    array
+        .iter()
+        .enumerate()
+        .map(|(i, v)| value_from_js(&v).map_err(|why| invalid(format!("parameter {}: {why}", i + 1))))
+        .collect()
+}
+
+/// The rows of a `writeMany`: an array of parameter arrays.
+pub(crate) fn rows_from_js(rows: &JsValue) -> Result<Vec<Vec<Value>>, WriteError> {
+    let Some(array) = rows.dyn_ref::<Array>() else {
+        return Err(invalid(format!("rows must be an array of parameter arrays, got {}", describe(rows))));
+    };
+    array
+        .iter()
+        .enumerate()
+        .map(|(r, row)| {
+            params_from_js(&row).map_err(|e| match e {
+                WriteError::InvalidInput { message } => invalid(format!("row {r}, {message}")),
+                other => other,
+            })
+        })
+        .collect()
+}
+
+fn invalid(message: String) -> WriteError {
+    WriteError::InvalidInput { message }
+}
+
+/// One value out: integers beyond 2^53 as bigint, BLOBs as `Uint8Array`.
+pub(crate) fn value_to_js(v: &Value) -> JsValue {
+    match v {
+        Value::Null => JsValue::NULL,
+        Value::Integer(i) if i.abs() <= MAX_SAFE_INTEGER => JsValue::from_f64(*i as f64),
+        Value::Integer(i) => JsValue::from(*i),
+        Value::Real(f) => JsValue::from_f64(*f),
+        Value::Text(s) => JsValue::from_str(s),
+        Value::Blob(b) => Uint8Array::from(b.as_slice()).into(),
+    }
+}
+
+/// Rows as plain objects keyed by column name (a later column of the same name wins).
+pub(crate) fn rows_to_js(found: &QueryRows) -> Result<Array, JsValue> {
+    let keys: Vec<JsValue> = found.columns.iter().map(|c| JsValue::from_str(c)).collect();
+    let out = Array::new_with_length(found.rows.len() as u32);
+    for (i, row) in found.rows.iter().enumerate() {
+        let obj = Object::new();
+        for (key, v) in keys.iter().zip(row) {
+            Reflect::set(&obj, key, &value_to_js(v))?;
+        }
+        out.set(i as u32, obj.into());
+    }
+    Ok(out)
+}
+
+/// An error as JavaScript sees it: `message`, `name` (`"SqlweirError"`), a stable `code` and
+/// `sqliteCode` (a number or null). `plain` gives a plain object that survives `postMessage`
+/// (structured clone drops an `Error`'s own properties); otherwise a real `Error`.
+pub(crate) fn error_to_js(e: &dyn Coded, plain: bool) -> JsValue {
+    let target: Object = if plain { Object::new() } else { js_sys::Error::new(&e.to_string()).into() };
+    let sqlite = e.sqlite_code().map_or(JsValue::NULL, |c| JsValue::from_f64(f64::from(c)));
+    // Setting data properties on a fresh object cannot fail.
+    let _ = Reflect::set(&target, &"name".into(), &"SqlweirError".into());
+    let _ = Reflect::set(&target, &"message".into(), &e.to_string().into());
+    let _ = Reflect::set(&target, &"code".into(), &e.code().into());
+    let _ = Reflect::set(&target, &"sqliteCode".into(), &sqlite);
+    target.into()
+}
+
+fn object(fields: &[(&str, JsValue)]) -> JsValue {
+    let obj = Object::new();
+    for (k, v) in fields {
+        // Setting data properties on a fresh object cannot fail.
+        let _ = Reflect::set(&obj, &JsValue::from_str(k), v);
+    }
+    obj.into()
+}
+
+/// `{ changes, lastRowid, batch }`.
+pub(crate) fn receipt_to_js(r: &Receipt) -> JsValue {
+    object(&[
+        ("changes", JsValue::from_f64(r.changes as f64)),
+        ("lastRowid", value_to_js(&Value::Integer(r.last_rowid))),
+        ("batch", JsValue::from_f64(r.batch as f64)),
+    ])
+}
+
+/// `{ committed, rejected: [{ index, error }], batch }`.
+pub(crate) fn many_to_js(m: &ManyOutcome, plain: bool) -> JsValue {
+    let rejected: Array = m
+        .rejected
+        .iter()
+        .map(|(index, e)| object(&[("index", JsValue::from_f64(*index as f64)), ("error", error_to_js(e, plain))]))
+        .collect();
+    object(&[
+        ("committed", JsValue::from_f64(m.committed as f64)),
+        ("rejected", rejected.into()),
+        ("batch", JsValue::from_f64(m.batch as f64)),
+    ])
+}
+
+/// An acked write as JavaScript sees it.
+pub(crate) fn acked_to_js(a: &Acked, plain: bool) -> JsValue {
+    match a {
+        Acked::One(r) => receipt_to_js(r),
+        Acked::Many(m) => many_to_js(m, plain),
+    }
+}

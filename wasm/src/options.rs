@@ -1,0 +1,145 @@
+//! Options of [`Store::open`](crate::Store::open), as JavaScript passes them (camelCase keys;
+//! an unknown key is an error, not ignored).
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use sqlweir_core::{RetryPolicy, WriterConfig};
+
+use crate::error::OpenError;
+
+/// What a write does when the queue is full.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Backpressure {
+    /// The write's promise pends until there is room (default).
+    #[default]
+    Wait,
+    /// The write fails at once with `QueueFull`.
+    Fail,
+}
+
+/// SQLite's `synchronous` setting: what an acknowledged write survives.
+///
+/// With the OPFS pool VFS each write goes to the file through a synchronous access handle, so an
+/// acked write survives a tab crash or reload in either mode. `Full` also flushes the handle at
+/// every commit, the browser's nearest thing to fsync, to survive power loss as far as the
+/// browser and the operating system honour the flush.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Synchronous {
+    /// `PRAGMA synchronous=NORMAL` (default).
+    #[default]
+    Normal,
+    /// `PRAGMA synchronous=FULL`.
+    Full,
+}
+
+/// Retry of batches that hit lock contention (see the core's `RetryPolicy`).
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct RetryOptions {
+    /// First backoff ceiling, ms.
+    pub base_ms: f64,
+    /// Largest backoff ceiling, ms.
+    pub cap_ms: f64,
+    /// Attempts in all, the first included.
+    pub max_attempts: u32,
+    /// Total waiting allowed for one batch, ms.
+    pub budget_ms: f64,
+}
+
+impl Default for RetryOptions {
+    fn default() -> Self {
+        let p = RetryPolicy::default();
+        RetryOptions {
+            base_ms: millis(p.base),
+            cap_ms: millis(p.cap),
+            max_attempts: p.max_attempts,
+            budget_ms: millis(p.budget),
+        }
+    }
+}
+
+/// How to open a store.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Options {
+    /// Schema steps in order; progress is kept in `PRAGMA user_version`, each step in its own
+    /// transaction, all run before the first write is accepted.
+    pub migrations: Vec<String>,
+    /// Rows the queue holds (default 10,000).
+    pub queue_capacity: usize,
+    /// What a write does when the queue is full.
+    pub backpressure: Backpressure,
+    /// Rows per batch at first (default 100); grows under load.
+    pub batch_rows: usize,
+    /// Largest batch under load (default 10,000).
+    pub batch_rows_ceiling: usize,
+    /// How long the writer waits for more writes before a batch that is not full, ms (default 0).
+    pub linger_ms: f64,
+    /// What an acknowledged write survives.
+    pub synchronous: Synchronous,
+    /// Retry of batches after lock contention.
+    pub retry: RetryOptions,
+    /// Consecutive failed batches that open the breaker (default 5).
+    pub breaker_threshold: u32,
+    /// How long an open breaker waits before a trial batch, ms (default 500).
+    pub breaker_cooldown_ms: f64,
+    /// The OPFS directory of the VFS pool; one per worker (default `.sqlweir`).
+    pub directory: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        let w = WriterConfig::default();
+        Options {
+            migrations: Vec::new(),
+            queue_capacity: 10_000,
+            backpressure: Backpressure::Wait,
+            batch_rows: w.batch_rows,
+            batch_rows_ceiling: w.batch_rows_ceiling,
+            linger_ms: millis(w.linger),
+            synchronous: Synchronous::Normal,
+            retry: RetryOptions::default(),
+            breaker_threshold: w.breaker_threshold,
+            breaker_cooldown_ms: millis(w.breaker_cooldown),
+            directory: ".sqlweir".into(),
+        }
+    }
+}
+
+impl Options {
+    /// Sets the migrations.
+    pub fn migrations<S: AsRef<str>>(mut self, migrations: &[S]) -> Self {
+        self.migrations = migrations.iter().map(|m| m.as_ref().to_owned()).collect();
+        self
+    }
+
+    /// The core writer's configuration, or what is wrong with the options.
+    pub(crate) fn writer_config(&self) -> Result<WriterConfig, OpenError> {
+        Ok(WriterConfig {
+            batch_rows: self.batch_rows,
+            batch_rows_ceiling: self.batch_rows_ceiling,
+            linger: duration("lingerMs", self.linger_ms)?,
+            retry: RetryPolicy {
+                base: duration("retry.baseMs", self.retry.base_ms)?,
+                cap: duration("retry.capMs", self.retry.cap_ms)?,
+                max_attempts: self.retry.max_attempts.max(1),
+                budget: duration("retry.budgetMs", self.retry.budget_ms)?,
+            },
+            breaker_threshold: self.breaker_threshold,
+            breaker_cooldown: duration("breakerCooldownMs", self.breaker_cooldown_ms)?,
+            ..WriterConfig::default()
+        })
+    }
+}
+
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn duration(name: &str, ms: f64) -> Result<Duration, OpenError> {
+    Duration::try_from_secs_f64(ms / 1000.0)
+        .map_err(|_| OpenError::Options { message: format!("{name} must be a finite number of ms >= 0, got {ms}") })
+}
