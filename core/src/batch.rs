@@ -137,33 +137,57 @@ pub fn apply<B: Backend + ?Sized, W: Borrow<Write>>(backend: &mut B, writes: &[W
                 Rows::One(p) => std::slice::from_ref(p),
                 Rows::Many(rows) => rows,
             };
-            let mut done = Vec::with_capacity(rows.len());
-            for (r, params) in rows.iter().enumerate() {
-                if rejected.contains(&(w, r)) {
-                    done.push(None);
-                    continue;
-                }
-                match backend.execute(&write.sql, params) {
-                    Ok(a) => done.push(Some(a)),
+            let mut done = vec![None; rows.len()];
+            let mut newly_rejected = Vec::new();
+            let mut stop = None;
+            backend.execute_many(
+                &write.sql,
+                rows,
+                &|r| rejected.contains(&(w, r)),
+                &mut |r, result, open| match result {
+                    Ok(a) => {
+                        done[r] = Some(a);
+                        true
+                    }
                     Err(e) if e.class == ErrorClass::Rejected => {
-                        rejected.insert((w, r));
+                        newly_rejected.push(r);
                         errors.push(((w, r), WriteError::Backend(e)));
-                        done.push(None);
-                        if !backend.in_transaction() {
-                            replays += 1;
-                            continue 'attempt;
+                        if open {
+                            true
+                        } else {
+                            stop = Some(Stop::Replay);
+                            false
                         }
                     }
-                    Err(e) => return abandon(backend, e),
+                    Err(e) => {
+                        stop = Some(Stop::Abandon(e));
+                        false
+                    }
+                },
+            );
+            rejected.extend(newly_rejected.into_iter().map(|r| (w, r)));
+            match stop {
+                None => applied.push(done),
+                Some(Stop::Replay) => {
+                    replays += 1;
+                    continue 'attempt;
                 }
+                Some(Stop::Abandon(e)) => return abandon(backend, e),
             }
-            applied.push(done);
         }
         if let Err(e) = backend.commit() {
             return abandon(backend, e);
         }
         return BatchOutcome::Committed { results: assemble(writes, applied, errors), replays };
     }
+}
+
+/// Why a batch attempt stopped before its end.
+enum Stop {
+    /// The database rolled the transaction back after a rejected row: start over without it.
+    Replay,
+    /// A transient or fatal error: roll back and report it.
+    Abandon(BackendError),
 }
 
 fn abandon<B: Backend + ?Sized>(backend: &mut B, e: BackendError) -> BatchOutcome {

@@ -19,17 +19,51 @@ impl Backend for SqliteBackend {
     fn execute(&mut self, sql: &str, params: &[Value]) -> Result<Applied, BackendError> {
         let mut stmt = self.conn.prepare_cached(sql).map_err(classify)?;
         if stmt.readonly() {
-            // SELECT, and also BEGIN/COMMIT/ROLLBACK/SAVEPOINT: running those inside a batch would
-            // break its atomicity, so they are refused like any other bad write.
-            return Err(BackendError::new(
-                ErrorKind::InvalidInput,
-                ErrorClass::Rejected,
-                None,
-                format!("statement does not write (a read or transaction control): {sql}; use query for reads"),
-            ));
+            return Err(not_a_write(sql));
         }
         let changes = stmt.execute(rusqlite::params_from_iter(params.iter().map(Bind))).map_err(classify)?;
         Ok(Applied { changes: changes as u64, last_rowid: self.conn.last_insert_rowid() })
+    }
+
+    fn execute_many(
+        &mut self,
+        sql: &str,
+        rows: &[Vec<Value>],
+        skip: &dyn Fn(usize) -> bool,
+        each: &mut dyn FnMut(usize, Result<Applied, BackendError>, bool) -> bool,
+    ) {
+        // One prepared statement for every row: the cache lookup is paid once, not per row.
+        let prepared = self
+            .conn
+            .prepare_cached(sql)
+            .map_err(classify)
+            .and_then(|stmt| if stmt.readonly() { Err(not_a_write(sql)) } else { Ok(stmt) });
+        let mut stmt = match prepared {
+            Ok(stmt) => stmt,
+            Err(e) => {
+                // The statement itself is wrong: every row is rejected with the same error.
+                let open = !self.conn.is_autocommit();
+                for i in (0..rows.len()).filter(|i| !skip(*i)) {
+                    if !each(i, Err(e.clone()), open) {
+                        return;
+                    }
+                }
+                return;
+            }
+        };
+        for (i, params) in rows.iter().enumerate() {
+            if skip(i) {
+                continue;
+            }
+            let result = stmt
+                .execute(rusqlite::params_from_iter(params.iter().map(Bind)))
+                .map(|changes| Applied { changes: changes as u64, last_rowid: self.conn.last_insert_rowid() })
+                .map_err(classify);
+            let open = result.is_ok() || !self.conn.is_autocommit();
+            if !each(i, result, open) {
+                return;
+            }
+        }
     }
 
     fn commit(&mut self) -> Result<(), BackendError> {
@@ -46,6 +80,17 @@ impl Backend for SqliteBackend {
     fn in_transaction(&self) -> bool {
         !self.conn.is_autocommit()
     }
+}
+
+/// The error for a statement that does not write: SELECT, and also BEGIN/COMMIT/ROLLBACK/
+/// SAVEPOINT, which inside a batch would break its atomicity.
+fn not_a_write(sql: &str) -> BackendError {
+    BackendError::new(
+        ErrorKind::InvalidInput,
+        ErrorClass::Rejected,
+        None,
+        format!("statement does not write (a read or transaction control): {sql}; use query for reads"),
+    )
 }
 
 /// Binds a core [`Value`] without copying it.

@@ -250,3 +250,26 @@ fn in_memory_store_reads_its_own_writes() {
     let shared = Arc::new(store);
     assert_eq!(shared.metrics().committed, 50);
 }
+
+#[test]
+fn write_many_survives_a_row_that_rolls_back_the_transaction() {
+    let db = temp_db();
+    let store = Store::open(
+        &db.path,
+        Options::default().migrations(&[
+            "CREATE TABLE r(v INTEGER)",
+            "CREATE TRIGGER no_13 BEFORE INSERT ON r WHEN NEW.v = 13 BEGIN SELECT RAISE(ROLLBACK, 'thirteen refused'); END",
+        ]),
+    )
+    .expect("open");
+    let outcome =
+        store.write_many("INSERT INTO r(v) VALUES (?1)", (0..20).map(|i| params![i]).collect()).wait().expect("many");
+    assert_eq!(outcome.committed, 19);
+    assert_eq!(outcome.rejected.len(), 1);
+    assert_eq!(outcome.rejected[0].0, 13);
+    let values: Vec<i64> = store.query_as("SELECT v FROM r ORDER BY v", &[]).expect("query");
+    assert_eq!(values, (0..20).filter(|v| *v != 13).collect::<Vec<i64>>());
+    let bad = store.write_many("INSERT INTO nowhere VALUES (?1)", vec![params![1], params![2]]).wait().expect("many");
+    assert_eq!(bad.committed, 0);
+    assert_eq!(bad.rejected.iter().map(|(i, e)| (*i, e.code())).collect::<Vec<_>>(), vec![(0, "Sql"), (1, "Sql")]);
+}
