@@ -45,8 +45,24 @@ impl Write {
         }
     }
 
-    /// Checks the values before the write is accepted; the first bad value is reported.
+    /// Checks the write before it is accepted: the statement's kind, then the values (the first
+    /// bad value is reported).
+    ///
+    /// PRAGMA and EXPLAIN statements are refused here, before SQLite ever sees them: SQLite runs
+    /// some pragmas (`query_only`, `ignore_check_constraints`, `synchronous`, ...) while
+    /// *preparing* them, so one would change the shared writer connection even if it were then
+    /// refused. Set pragmas through migrations or the store's options instead.
     pub fn check(&self) -> Result<(), WriteError> {
+        let keyword = leading_keyword(&self.sql);
+        if keyword.eq_ignore_ascii_case("pragma") || keyword.eq_ignore_ascii_case("explain") {
+            return Err(WriteError::InvalidInput {
+                message: format!(
+                    "{} statements cannot go through the write queue: they would change the shared writer \
+                     connection; set pragmas with migrations or options",
+                    keyword.to_ascii_uppercase()
+                ),
+            });
+        }
         let check_row = |row: &[Value], at: Option<usize>| {
             for (i, v) in row.iter().enumerate() {
                 if let Err(why) = v.check() {
@@ -61,6 +77,23 @@ impl Write {
             Rows::Many(rows) => rows.iter().enumerate().try_for_each(|(r, row)| check_row(row, Some(r))),
         }
     }
+}
+
+/// The first keyword of a statement, after whitespace and comments.
+fn leading_keyword(sql: &str) -> &str {
+    let mut rest = sql;
+    loop {
+        rest = rest.trim_start();
+        if let Some(after) = rest.strip_prefix("--") {
+            rest = after.find('\n').map_or("", |i| &after[i..]);
+        } else if let Some(after) = rest.strip_prefix("/*") {
+            rest = after.find("*/").map_or("", |i| &after[i + 2..]);
+        } else {
+            break;
+        }
+    }
+    let end = rest.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(rest.len());
+    &rest[..end]
 }
 
 /// How one write of a committed batch ended.
@@ -335,6 +368,23 @@ mod tests {
         assert!(matches!(apply(&mut db, &writes), BatchOutcome::Transient(_)));
         assert!(db.committed_values().is_empty());
         assert!(!db.in_transaction());
+    }
+
+    #[test]
+    fn pragma_and_explain_are_refused_before_sqlite_sees_them() {
+        for sql in
+            ["PRAGMA query_only = 1", "  pragma synchronous=OFF", "-- note\n/* x */ Pragma foo", "EXPLAIN PRAGMA x"]
+        {
+            let e = Write::one(sql, vec![]).check().unwrap_err();
+            assert_eq!(e.code(), "InvalidInput", "{sql}");
+            assert!(e.to_string().contains("cannot go through the write queue"), "{e}");
+        }
+        for sql in
+            ["INSERT INTO pragmas VALUES (1)", "/* pragma */ INSERT INTO t VALUES (1)", "UPDATE t SET explain = 1"]
+        {
+            assert!(Write::one(sql, vec![]).check().is_ok(), "{sql}");
+        }
+        assert_eq!(leading_keyword("  -- only a comment"), "");
     }
 
     #[test]

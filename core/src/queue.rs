@@ -56,6 +56,18 @@ impl<T> WriteQueue<T> {
         Ok(())
     }
 
+    /// Accepts an entry past the capacity; refuses only when closed. For an entry that must not
+    /// be lost although its owner can no longer wait for room (a dropped waiting ticket).
+    pub fn push_overflowing(&mut self, item: T, rows: usize, now: Duration) -> Result<(), PushError<T>> {
+        if self.closed {
+            return Err(PushError::Closed(item));
+        }
+        self.rows += rows;
+        self.accepted += rows as u64;
+        self.items.push_back(Queued { item, rows, accepted_at: now });
+        Ok(())
+    }
+
     /// Whether an entry of `rows` rows would be accepted now.
     pub fn has_room_for(&self, rows: usize) -> bool {
         // A zero-row entry (a flush marker) always fits: it holds no parameters.
@@ -171,6 +183,16 @@ mod tests {
         let batch = q.take(10);
         assert_eq!(batch.len(), 1);
         assert_eq!(q.take(10).len(), 1, "an oversized entry still goes alone");
+    }
+
+    #[test]
+    fn overflowing_push_ignores_the_capacity_but_not_close() {
+        let mut q = WriteQueue::new(1);
+        q.push("a", 1, T0).unwrap();
+        q.push_overflowing("b", 1, T0).unwrap();
+        assert_eq!((q.rows(), q.accepted()), (2, 2));
+        q.close();
+        assert_eq!(q.push_overflowing("c", 1, T0), Err(PushError::Closed("c")));
     }
 
     #[test]

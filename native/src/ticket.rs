@@ -85,8 +85,9 @@ impl<T> Slot<T> {
 /// A pending write: resolves after the commit of its batch, or with its own error.
 ///
 /// Await it from any executor (no runtime is required), or call [`Ticket::wait`] from a plain
-/// thread. Dropping a ticket does not cancel the write: once accepted, it is committed or
-/// rejected all the same.
+/// thread. Dropping a ticket does not cancel the write: it is committed or rejected all the
+/// same. (A ticket dropped while waiting for room in a full queue has its write queued past the
+/// capacity; await or wait tickets to get backpressure.)
 #[must_use = "a ticket tells whether the write was committed; await it or call wait()"]
 pub struct Ticket<T> {
     state: TicketState<T>,
@@ -105,6 +106,9 @@ pub(crate) trait Admit<T>: Send {
     fn try_admit(&mut self, waker: Option<&Waker>) -> Option<Result<Arc<Slot<T>>, WriteError>>;
     /// Blocks until enqueued (or the store closes).
     fn admit_blocking(&mut self) -> Result<Arc<Slot<T>>, WriteError>;
+    /// The ticket was dropped before the write got room: enqueue it past the capacity rather
+    /// than lose it.
+    fn admit_dropped(&mut self);
 }
 
 impl<T> Ticket<T> {
@@ -121,11 +125,22 @@ impl<T> Ticket<T> {
     }
 
     /// Blocks the calling thread until the write is committed or has failed.
-    pub fn wait(self) -> Result<T, WriteError> {
-        match self.state {
+    pub fn wait(mut self) -> Result<T, WriteError> {
+        match std::mem::replace(&mut self.state, TicketState::Ready(None)) {
             TicketState::Ready(r) => r.unwrap_or_else(|| panic!("ticket waited after it completed")),
             TicketState::Accepted(slot) => slot.wait(),
             TicketState::Unaccepted(mut admit) => admit.admit_blocking()?.wait(),
+        }
+    }
+}
+
+/// A ticket still waiting for room when dropped has its write queued anyway, past the
+/// capacity: a dropped ticket never cancels a write. Await or `wait()` tickets to get
+/// backpressure.
+impl<T> Drop for Ticket<T> {
+    fn drop(&mut self) {
+        if let TicketState::Unaccepted(admit) = &mut self.state {
+            admit.admit_dropped();
         }
     }
 }

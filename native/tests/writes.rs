@@ -273,3 +273,22 @@ fn write_many_survives_a_row_that_rolls_back_the_transaction() {
     assert_eq!(bad.committed, 0);
     assert_eq!(bad.rejected.iter().map(|(i, e)| (*i, e.code())).collect::<Vec<_>>(), vec![(0, "Sql"), (1, "Sql")]);
 }
+
+/// Regression: under `Backpressure::Wait`, a ticket dropped while it waited for room used to
+/// drop its write silently (it was never accepted, and nobody was told). Now the write is
+/// queued past the capacity instead.
+#[test]
+fn a_dropped_ticket_waiting_for_room_still_writes() {
+    let db = temp_db();
+    let store = open(&db, Options::default().queue_capacity(2).linger(Duration::from_secs(30)).batch_rows(1000));
+    let held: Vec<_> = (0..2).map(|i| store.write(INSERT, params![i, "held", "x"])).collect();
+    for i in 0..50 {
+        drop(store.write(INSERT, params![i, "dropped", "x"]));
+    }
+    store.flush().wait().expect("flush");
+    for t in held {
+        t.wait().expect("held write");
+    }
+    assert_eq!(count(&store, "SELECT count(*) FROM events WHERE source = 'dropped'"), 50);
+    assert_eq!(store.metrics().accepted, 52);
+}
