@@ -242,19 +242,18 @@ impl<T: Send + 'static> Admit<T> for Waiting<T> {
         let Some(write) = self.write.take() else { return };
         let mut q = self.shared.queue();
         let pending = Pending { write: Some(write), done: Done(None) };
-        match q.queue.push_overflowing(pending, self.rows, self.shared.now()) {
-            Ok(()) => {
-                if q.writer_waiting {
-                    self.shared.work.notify_one();
-                }
-                tracing::warn!(
-                    rows = self.rows,
-                    "a ticket waiting for room was dropped; its write was queued past the capacity \
-                     (await or wait tickets to get backpressure)"
-                );
-            }
-            Err(_) => tracing::error!("a ticket waiting for room was dropped after close; its write was not applied"),
+        if q.queue.push_overflowing(pending, self.rows, self.shared.now()).is_err() {
+            tracing::error!("a ticket waiting for room was dropped after close; its write was not applied");
+            return;
         }
+        if q.writer_waiting {
+            self.shared.work.notify_one();
+        }
+        tracing::warn!(
+            rows = self.rows,
+            "a ticket waiting for room was dropped; its write was queued past the capacity \
+             (await or wait tickets to get backpressure)"
+        );
     }
 
     fn admit_blocking(&mut self) -> Result<Arc<Slot<T>>, WriteError> {
