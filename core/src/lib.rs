@@ -34,6 +34,7 @@ pub mod metrics;
 pub mod queue;
 pub mod retry;
 pub mod row;
+pub mod typed;
 pub mod value;
 pub mod writer;
 
@@ -46,5 +47,6 @@ pub use metrics::{Health, HealthStatus, MetricsSnapshot};
 pub use queue::{PushError, Queued, WriteQueue};
 pub use retry::{Jitter, RetryPolicy};
 pub use row::{RowError, from_row};
+pub use typed::{RowData, ShapeError, insert_sql, quote_identifier, to_row, upsert_sql};
 pub use value::Value;
 pub use writer::{BatchRun, Event, Step, WriterConfig, WriterState};

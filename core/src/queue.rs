@@ -77,17 +77,24 @@ impl<T> WriteQueue<T> {
     /// Takes entries from the front, in order, until at least `max_rows` rows are taken or the
     /// queue is empty. Takes at least one entry when there is one.
     pub fn take(&mut self, max_rows: usize) -> Vec<Queued<T>> {
+        self.take_until(max_rows, |_| false)
+    }
+
+    /// Like [`take`](Self::take), but an entry for which `alone` is true (a transaction) goes in
+    /// a batch of its own: it ends the batch before it, and is taken alone when it is first.
+    pub fn take_until(&mut self, max_rows: usize, alone: impl Fn(&T) -> bool) -> Vec<Queued<T>> {
         let mut taken = Vec::new();
         let mut rows = 0;
         while let Some(front) = self.items.front() {
-            if !taken.is_empty() && rows + front.rows > max_rows {
+            let single = alone(&front.item);
+            if !taken.is_empty() && (single || rows + front.rows > max_rows) {
                 break;
             }
             let entry = self.items.pop_front().expect("front was just seen");
             rows += entry.rows;
             self.rows -= entry.rows;
             taken.push(entry);
-            if rows >= max_rows {
+            if single || rows >= max_rows {
                 break;
             }
         }
@@ -193,6 +200,20 @@ mod tests {
         assert_eq!((q.rows(), q.accepted()), (2, 2));
         q.close();
         assert_eq!(q.push_overflowing("c", 1, T0), Err(PushError::Closed("c")));
+    }
+
+    #[test]
+    fn an_entry_that_goes_alone_splits_the_batch() {
+        let mut q = WriteQueue::new(100);
+        for item in ["a", "b", "TX", "c"] {
+            q.push(item, 1, T0).unwrap();
+        }
+        fn names(b: Vec<Queued<&'static str>>) -> Vec<&'static str> {
+            b.into_iter().map(|q| q.item).collect()
+        }
+        assert_eq!(names(q.take_until(10, |i| *i == "TX")), ["a", "b"]);
+        assert_eq!(names(q.take_until(10, |i| *i == "TX")), ["TX"]);
+        assert_eq!(names(q.take_until(10, |i| *i == "TX")), ["c"]);
     }
 
     #[test]

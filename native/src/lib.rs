@@ -53,6 +53,8 @@ mod read;
 mod sqlite;
 mod store;
 mod ticket;
+mod tx;
+mod typed;
 mod writer;
 
 pub use error::{CloseError, LockError, OpenError, QueryError};
@@ -65,6 +67,8 @@ pub use sqlweir_core::{
 };
 pub use store::{ManyOutcome, Receipt, Store};
 pub use ticket::Ticket;
+pub use tx::{Tx, TxError, TxTicket};
+pub use typed::Page;
 
 /// The README's Rust examples, compiled and run as doctests.
 #[cfg(doctest)]

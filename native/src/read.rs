@@ -63,7 +63,7 @@ impl ReadPool {
     }
 }
 
-fn run(conn: &Connection, sql: &str, params: &[Value]) -> Result<Rows, QueryError> {
+pub(crate) fn run(conn: &Connection, sql: &str, params: &[Value]) -> Result<Rows, QueryError> {
     let db = |e| QueryError::Database(classify(e));
     let mut stmt = conn.prepare_cached(sql).map_err(db)?;
     let columns: Vec<String> = stmt.column_names().map(str::to_owned).collect();

@@ -21,6 +21,7 @@ use crate::options::{Backpressure, Options, Synchronous};
 use crate::read::{ReadPool, Rows};
 use crate::sqlite::{SqliteBackend, classify, classify_code};
 use crate::ticket::{Admit, Slot, Ticket};
+use crate::tx::{self, Tx, TxError, TxJob, TxTicket};
 use crate::writer;
 
 /// What a committed write did.
@@ -86,20 +87,32 @@ pub(crate) struct QueueState {
     room_wakers: Vec<Waker>,
 }
 
-/// A queued entry: a write, or a flush marker (`write: None`), and whom to tell.
+/// A queued entry and whom to tell.
 pub(crate) struct Pending {
-    pub(crate) write: Option<Write>,
+    pub(crate) op: Op,
     pub(crate) done: Done,
+}
+
+/// What a queued entry asks of the writer.
+pub(crate) enum Op {
+    /// A write, batched with its neighbours.
+    Write(Write),
+    /// A flush marker: resolves once everything before it has.
+    Flush,
+    /// A transaction closure: runs alone, between batches (it resolves its own ticket).
+    Transaction(Box<dyn TxJob>),
 }
 
 /// The owner's side of a queued entry. Dropped unresolved (the writer panicked), it fails the
 /// ticket with `Closed`, so no owner waits forever.
 pub(crate) struct Done(Option<DoneKind>);
 
-enum DoneKind {
+pub(crate) enum DoneKind {
     One(Arc<Slot<Receipt>>),
     Many(Arc<Slot<ManyOutcome>>),
     Flush(Arc<Slot<()>>),
+    /// A transaction's ticket; the job resolves it with the closure's result.
+    Transaction,
 }
 
 impl Done {
@@ -108,7 +121,7 @@ impl Done {
             Some(DoneKind::One(slot)) => slot.resolve(writer::one_receipt(result, batch)),
             Some(DoneKind::Many(slot)) => slot.resolve(Ok(writer::many_outcome(result, batch))),
             Some(DoneKind::Flush(slot)) => slot.resolve(Ok(())),
-            None => {}
+            Some(DoneKind::Transaction) | None => {}
         }
     }
 
@@ -130,6 +143,7 @@ fn fail_kind(kind: DoneKind, error: WriteError) {
         DoneKind::One(slot) => slot.resolve(Err(error)),
         DoneKind::Many(slot) => slot.resolve(Err(error)),
         DoneKind::Flush(slot) => slot.resolve(Ok(())),
+        DoneKind::Transaction => {}
     }
 }
 
@@ -198,7 +212,7 @@ impl Shared {
 /// A write waiting for room under `Backpressure::Wait`.
 struct Waiting<T> {
     shared: Arc<Shared>,
-    write: Option<Write>,
+    op: Option<Op>,
     rows: usize,
     wrap: fn(Arc<Slot<T>>) -> DoneKind,
 }
@@ -212,12 +226,13 @@ impl<T: Send + 'static> Waiting<T> {
             return None;
         }
         let slot = Slot::new();
-        let pending = Pending { write: self.write.take(), done: Done(Some((self.wrap)(slot.clone()))) };
+        let Some(op) = self.op.take() else { return Some(Err(WriteError::Closed)) };
+        let pending = Pending { op, done: Done(Some((self.wrap)(slot.clone()))) };
         match self.shared.push(q, pending, self.rows) {
             Ok(()) => Some(Ok(slot)),
             Err(PushError::Full(p) | PushError::Closed(p)) => {
                 // Cannot happen under the lock after the checks above; keep the write anyway.
-                self.write = p.write;
+                self.op = Some(p.op);
                 std::mem::forget(p.done);
                 None
             }
@@ -239,9 +254,9 @@ impl<T: Send + 'static> Admit<T> for Waiting<T> {
     }
 
     fn admit_dropped(&mut self) {
-        let Some(write) = self.write.take() else { return };
+        let Some(op) = self.op.take() else { return };
         let mut q = self.shared.queue();
-        let pending = Pending { write: Some(write), done: Done(None) };
+        let pending = Pending { op, done: Done(None) };
         if q.queue.push_overflowing(pending, self.rows, self.shared.now()).is_err() {
             tracing::error!("a ticket waiting for room was dropped after close; its write was not applied");
             return;
@@ -354,23 +369,37 @@ impl Store {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn write(&self, sql: &str, params: Vec<Value>) -> Ticket<Receipt> {
-        self.enqueue(Write::one(sql, params), DoneKind::One)
+        self.enqueue_write(Write::one(sql, params), DoneKind::One)
     }
 
     /// Queues many parameter rows for one statement, as one entry of the queue. Resolves with
     /// how many rows committed and which were rejected (index and error).
     pub fn write_many(&self, sql: &str, rows: Vec<Vec<Value>>) -> Ticket<ManyOutcome> {
-        self.enqueue(Write::many(sql, rows), DoneKind::Many)
+        self.enqueue_write(Write::many(sql, rows), DoneKind::Many)
     }
 
-    fn enqueue<T: Send + 'static>(&self, write: Write, wrap: fn(Arc<Slot<T>>) -> DoneKind) -> Ticket<T> {
+    pub(crate) fn enqueue_write<T: Send + 'static>(
+        &self,
+        write: Write,
+        wrap: fn(Arc<Slot<T>>) -> DoneKind,
+    ) -> Ticket<T> {
         if let Err(e) = write.check() {
             return Ticket::ready(Err(e));
         }
         let rows = write.row_count();
+        self.enqueue(Op::Write(write), rows, wrap)
+    }
+
+    /// Enqueues an entry of `rows` rows, following the backpressure setting when full.
+    pub(crate) fn enqueue<T: Send + 'static>(
+        &self,
+        op: Op,
+        rows: usize,
+        wrap: fn(Arc<Slot<T>>) -> DoneKind,
+    ) -> Ticket<T> {
         let shared = self.shared();
         let slot = Slot::new();
-        let pending = Pending { write: Some(write), done: Done(Some(wrap(slot.clone()))) };
+        let pending = Pending { op, done: Done(Some(wrap(slot.clone()))) };
         let refused = {
             let mut q = shared.queue();
             match shared.push(&mut q, pending, rows) {
@@ -383,19 +412,67 @@ impl Store {
                 p.done.fail(WriteError::Closed);
                 Ticket::ready(Err(WriteError::Closed))
             }
-            PushError::Full(mut p) => {
-                // Not accepted: take the write back without resolving the slot.
-                let write = p.write.take();
-                std::mem::forget(p.done);
+            PushError::Full(p) => {
+                // Not accepted: take the entry back without resolving the slot.
+                let Pending { op, done } = p;
+                std::mem::forget(done);
                 match shared.backpressure {
                     Backpressure::Fail => {
                         let capacity = shared.queue().queue.capacity();
                         Ticket::ready(Err(WriteError::QueueFull { capacity }))
                     }
                     Backpressure::Wait => {
-                        Ticket::unaccepted(Box::new(Waiting { shared: shared.clone(), write, rows, wrap }))
+                        Ticket::unaccepted(Box::new(Waiting { shared: shared.clone(), op: Some(op), rows, wrap }))
                     }
                 }
+            }
+        }
+    }
+
+    /// Runs `f` on the writer, between batches, inside one `BEGIN IMMEDIATE` transaction: read,
+    /// decide, write, and commit only if `f` returns `Ok`. Its value comes back after COMMIT.
+    ///
+    /// On lock contention the whole transaction is rolled back and `f` runs again (same retry
+    /// policy as batches), so `f` must be safe to re-run: keep its side effects inside the
+    /// transaction. An `Err` from `f` (or a panic) rolls everything back and is returned.
+    ///
+    /// ```
+    /// use sqlweir::{params, Options, Store, TxError};
+    /// let store = Store::open_in_memory(Options::default().migrations(&["CREATE TABLE c(n INTEGER)", "INSERT INTO c VALUES (0)"]))?;
+    /// let n = store.transaction(|tx| {
+    ///     let n: i64 = tx.query_as("SELECT n FROM c", &[])?[0];
+    ///     tx.execute("UPDATE c SET n = ?1", params![n + 1])?;
+    ///     Ok(n + 1)
+    /// }).wait()?;
+    /// assert_eq!(n, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn transaction<R, F>(&self, f: F) -> TxTicket<R>
+    where
+        R: Send + 'static,
+        F: FnMut(&mut Tx<'_>) -> Result<R, TxError> + Send + 'static,
+    {
+        let (job, slot) = tx::job(f);
+        let shared = self.shared();
+        let mut q = shared.queue();
+        let pending = Pending { op: Op::Transaction(job), done: Done(Some(DoneKind::Transaction)) };
+        // A transaction is one entry; it waits for room like a write would (blocking here is
+        // short: the writer drains the queue) so it is never dropped.
+        match shared.push(&mut q, pending, 1) {
+            Ok(()) => TxTicket { inner: Ticket::accepted(slot) },
+            Err(PushError::Closed(p)) => {
+                drop(q);
+                drop(p);
+                TxTicket { inner: Ticket::ready(Err(WriteError::Closed)) }
+            }
+            Err(PushError::Full(p)) => {
+                // Queue past the capacity rather than block or refuse: one entry, bounded by
+                // the callers waiting on their tickets.
+                let _ = q.queue.push_overflowing(p, 1, shared.now());
+                if q.writer_waiting {
+                    shared.work.notify_one();
+                }
+                TxTicket { inner: Ticket::accepted(slot) }
             }
         }
     }
@@ -408,7 +485,7 @@ impl Store {
         if q.queue.is_closed() {
             return Ticket::ready(Ok(()));
         }
-        let pending = Pending { write: None, done: Done(Some(DoneKind::Flush(slot.clone()))) };
+        let pending = Pending { op: Op::Flush, done: Done(Some(DoneKind::Flush(slot.clone()))) };
         match shared.push(&mut q, pending, 0) {
             Ok(()) => {
                 q.flushes += 1;

@@ -8,14 +8,23 @@ use sqlweir_core::{Event, Queued, Step, Write, WriteError, WriteResult, apply};
 use std::sync::Arc;
 
 use crate::sqlite::SqliteBackend;
-use crate::store::{Pending, Shared};
+use crate::store::{Op, Pending, Shared};
+use crate::tx;
 use crate::{ManyOutcome, Receipt};
 
 /// Runs until the queue is closed and drained; returns the connection for the final checkpoint.
 pub(crate) fn run(shared: &Arc<Shared>, mut backend: SqliteBackend) -> SqliteBackend {
-    while let Some((batch, left)) = next_batch(shared) {
+    while let Some((mut batch, left)) = next_batch(shared) {
+        if let [Queued { item: Pending { op: Op::Transaction(_), .. }, .. }] = batch.as_slice() {
+            let Some(Queued { item: Pending { op: Op::Transaction(job), .. }, .. }) = batch.pop() else {
+                unreachable!("matched a one-transaction batch above")
+            };
+            tx::run(shared, &mut backend, job, left);
+            continue;
+        }
         let rows: usize = batch.iter().map(|q| q.rows).sum();
-        let writes: Vec<&Write> = batch.iter().filter_map(|q| q.item.write.as_ref()).collect();
+        let writes: Vec<&Write> =
+            batch.iter().filter_map(|q| if let Op::Write(w) = &q.item.op { Some(w) } else { None }).collect();
         if writes.is_empty() {
             // Only flush markers: everything before them has resolved.
             resolve(shared, batch, Vec::new(), 0);
@@ -76,8 +85,8 @@ fn next_batch(shared: &Shared) -> Option<(Vec<Queued<Pending>>, usize)> {
         }
     }
     let limit = shared.writer().batch_limit();
-    let batch = q.queue.take(limit);
-    q.flushes -= batch.iter().filter(|e| e.item.write.is_none()).count();
+    let batch = q.queue.take_until(limit, |p| matches!(p.op, Op::Transaction(_)));
+    q.flushes -= batch.iter().filter(|e| matches!(e.item.op, Op::Flush)).count();
     let left = q.queue.rows();
     shared.room_made(&mut q);
     Some((batch, left))
@@ -88,8 +97,8 @@ fn resolve(shared: &Shared, batch: Vec<Queued<Pending>>, results: Vec<WriteResul
     let mut results = results.into_iter();
     let mut writer = shared.writer();
     for q in batch {
-        let Pending { write, done } = q.item;
-        if write.is_none() {
+        let Pending { op, done } = q.item;
+        if !matches!(op, Op::Write(_)) {
             // A flush marker: every write accepted before it has now resolved.
             done.flush();
             continue;
@@ -108,7 +117,7 @@ fn fail(shared: &Shared, batch: Vec<Queued<Pending>>, error: &WriteError) {
     }
 }
 
-fn log_events(shared: &Shared) {
+pub(crate) fn log_events(shared: &Shared) {
     let events: Vec<Event> = shared.writer().drain_events().collect();
     for e in events {
         match e {

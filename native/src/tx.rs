@@ -1,0 +1,252 @@
+//! Transactions on the writer: a closure that reads, decides and writes inside one
+//! `BEGIN IMMEDIATE` transaction, run between batches, retried whole on lock contention.
+
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sqlweir_core::{Backend, BatchOutcome, ErrorClass, Step, Value, Write, WriteError, from_row, insert_sql, to_row};
+
+use crate::error::QueryError;
+use crate::read::{Rows, run as run_query};
+use crate::sqlite::SqliteBackend;
+use crate::store::Shared;
+use crate::ticket::{Slot, Ticket};
+use crate::writer::log_events;
+
+/// Why a transaction did not commit. The transaction was rolled back: none of its writes stay.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum TxError {
+    /// A statement failed (its own error), or the transaction could not commit: lock contention
+    /// past the retry budget (`Busy`), the store closed, or the database failed.
+    #[error("transaction write failed: {0}")]
+    Write(#[source] WriteError),
+    /// A query inside the transaction failed.
+    #[error("transaction query failed: {0}")]
+    Query(#[source] QueryError),
+    /// The closure gave up, with its reason ([`TxError::abort`]).
+    #[error("transaction aborted: {0}")]
+    Aborted(String),
+    /// The closure panicked; the writer rolled back and went on.
+    #[error("transaction closure panicked: {0}; this is a bug in the closure")]
+    Panicked(String),
+}
+
+impl TxError {
+    /// An error for a closure that decides not to commit.
+    pub fn abort(reason: impl Into<String>) -> Self {
+        TxError::Aborted(reason.into())
+    }
+}
+
+impl From<WriteError> for TxError {
+    fn from(e: WriteError) -> Self {
+        TxError::Write(e)
+    }
+}
+
+impl From<QueryError> for TxError {
+    fn from(e: QueryError) -> Self {
+        TxError::Query(e)
+    }
+}
+
+/// The open transaction, as the closure sees it. Reads see the transaction's own writes.
+pub struct Tx<'c> {
+    backend: &'c mut SqliteBackend,
+}
+
+impl Tx<'_> {
+    /// Runs a query inside the transaction.
+    pub fn query(&self, sql: &str, params: &[Value]) -> Result<Rows, QueryError> {
+        run_query(&self.backend.conn, sql, params)
+    }
+
+    /// Runs a query and deserializes each row into `T` (see `Store::query_as`).
+    pub fn query_as<T: DeserializeOwned>(&self, sql: &str, params: &[Value]) -> Result<Vec<T>, QueryError> {
+        let rows = self.query(sql, params)?;
+        rows.rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| from_row(&rows.columns, r).map_err(|source| QueryError::Decode { row: i, source }))
+            .collect()
+    }
+
+    /// Runs one write statement; returns the rows it changed.
+    pub fn execute(&mut self, sql: &str, params: Vec<Value>) -> Result<u64, TxError> {
+        let write = Write::one(sql, params);
+        write.check()?;
+        let sqlweir_core::Rows::One(params) = &write.rows else { unreachable!("Write::one holds one row") };
+        Ok(self.backend.execute(sql, params).map_err(WriteError::Backend)?.changes)
+    }
+
+    /// Inserts a serde struct (or map) into `table`; returns its rowid.
+    pub fn insert<T: Serialize + ?Sized>(&mut self, table: &str, row: &T) -> Result<i64, TxError> {
+        let data = to_row(row).map_err(|e| WriteError::InvalidInput { message: e.to_string() })?;
+        let sql = insert_sql(table, &data.columns).map_err(|e| WriteError::InvalidInput { message: e.to_string() })?;
+        Ok(self.backend.execute(&sql, &data.values).map_err(WriteError::Backend)?.last_rowid)
+    }
+}
+
+/// A queued transaction, type-erased for the queue.
+pub(crate) trait TxJob: Send {
+    /// Runs the closure once inside an open transaction; `Ok` when it asks to commit.
+    fn attempt(&mut self, tx: &mut Tx<'_>) -> Result<(), TxError>;
+    /// Resolves the ticket after the commit.
+    fn succeed(self: Box<Self>);
+    /// Resolves the ticket with an error.
+    fn fail(self: Box<Self>, error: TxError);
+}
+
+struct Job<R, F> {
+    f: F,
+    value: Option<R>,
+    slot: Option<TxSlot<R>>,
+}
+
+impl<R: Send, F: FnMut(&mut Tx<'_>) -> Result<R, TxError> + Send> TxJob for Job<R, F> {
+    fn attempt(&mut self, tx: &mut Tx<'_>) -> Result<(), TxError> {
+        self.value = Some((self.f)(tx)?);
+        Ok(())
+    }
+
+    fn succeed(mut self: Box<Self>) {
+        if let (Some(slot), Some(value)) = (self.slot.take(), self.value.take()) {
+            slot.resolve(Ok(Ok(value)));
+        }
+    }
+
+    fn fail(mut self: Box<Self>, error: TxError) {
+        if let Some(slot) = self.slot.take() {
+            slot.resolve(Ok(Err(error)));
+        }
+    }
+}
+
+impl<R, F> Drop for Job<R, F> {
+    fn drop(&mut self) {
+        // Never ran (the store closed or the writer stopped): the owner hears `Closed`.
+        if let Some(slot) = self.slot.take() {
+            slot.resolve(Err(WriteError::Closed));
+        }
+    }
+}
+
+/// Where a transaction's result lands.
+pub(crate) type TxSlot<R> = Arc<Slot<Result<R, TxError>>>;
+
+pub(crate) fn job<R, F>(f: F) -> (Box<dyn TxJob>, TxSlot<R>)
+where
+    R: Send + 'static,
+    F: FnMut(&mut Tx<'_>) -> Result<R, TxError> + Send + 'static,
+{
+    let slot = Slot::new();
+    (Box::new(Job { f, value: None, slot: Some(slot.clone()) }), slot)
+}
+
+/// What one attempt came to.
+enum Attempt {
+    /// Committed, or hit the database: the writer's policy decides (resolve, retry, fail).
+    Outcome(BatchOutcome),
+    /// The closure failed or panicked: rolled back; the owner gets this error.
+    Finished(TxError),
+}
+
+fn attempt(backend: &mut SqliteBackend, job: &mut Box<dyn TxJob>) -> Attempt {
+    if let Err(e) = backend.begin() {
+        return Attempt::Outcome(abandoned(backend, e));
+    }
+    let error = match catch_unwind(AssertUnwindSafe(|| job.attempt(&mut Tx { backend: &mut *backend }))) {
+        Ok(Ok(())) => {
+            return Attempt::Outcome(match backend.commit() {
+                Ok(()) => BatchOutcome::Committed { results: Vec::new(), replays: 0 },
+                Err(e) => abandoned(backend, e),
+            });
+        }
+        Ok(Err(e)) => e,
+        Err(panic) => {
+            let why = panic
+                .downcast_ref::<&str>()
+                .map(ToString::to_string)
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            tracing::error!(why, "transaction closure panicked; rolled back");
+            TxError::Panicked(why)
+        }
+    };
+    let _ = backend.rollback();
+    match error {
+        // Lock contention met inside the closure: retry the whole transaction.
+        TxError::Write(WriteError::Backend(cause)) | TxError::Query(QueryError::Database(cause))
+            if cause.class == ErrorClass::Transient =>
+        {
+            Attempt::Outcome(BatchOutcome::Transient(cause))
+        }
+        other => Attempt::Finished(other),
+    }
+}
+
+/// The writer runs one transaction: attempts under the same retry policy and breaker as batches.
+pub(crate) fn run(shared: &Arc<Shared>, backend: &mut SqliteBackend, mut job: Box<dyn TxJob>, left: usize) {
+    let mut run = shared.writer().start_batch(1, left);
+    loop {
+        let gate = shared.writer().gate(shared.now());
+        log_events(shared);
+        if let Some(wait) = gate {
+            std::thread::sleep(wait);
+            continue;
+        }
+        let started = shared.now();
+        let outcome = match attempt(backend, &mut job) {
+            Attempt::Outcome(outcome) => outcome,
+            Attempt::Finished(error) => {
+                job.fail(error);
+                return;
+            }
+        };
+        let step = shared.writer().finish_attempt(&mut run, outcome, started, shared.now());
+        log_events(shared);
+        match step {
+            Step::Resolve(_) => {
+                job.succeed();
+                return;
+            }
+            Step::RetryAfter(delay) => std::thread::sleep(delay),
+            Step::Fail(e) => {
+                job.fail(TxError::Write(e));
+                return;
+            }
+        }
+    }
+}
+
+fn abandoned(backend: &mut SqliteBackend, e: sqlweir_core::BackendError) -> BatchOutcome {
+    let _ = backend.rollback();
+    if e.class == ErrorClass::Transient { BatchOutcome::Transient(e) } else { BatchOutcome::Failed(e) }
+}
+
+/// A pending transaction: resolves with the closure's value after COMMIT, or with why not.
+#[must_use = "a transaction ticket tells whether it committed; await it or call wait()"]
+pub struct TxTicket<R> {
+    pub(crate) inner: Ticket<Result<R, TxError>>,
+}
+
+impl<R> TxTicket<R> {
+    /// Blocks until the transaction committed or failed.
+    pub fn wait(self) -> Result<R, TxError> {
+        self.inner.wait().map_err(TxError::Write)?
+    }
+}
+
+impl<R: Unpin> Future for TxTicket<R> {
+    type Output = Result<R, TxError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.inner).poll(cx).map(|r| r.map_err(TxError::Write).and_then(|inner| inner))
+    }
+}
