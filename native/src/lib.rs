@@ -46,6 +46,7 @@
 //! - **Drop.** Dropping the last handle flushes every accepted write, joins the writer and
 //!   checkpoints, as `close` does; errors are logged with `tracing` instead of returned.
 
+mod engine;
 mod error;
 mod job;
 mod options;

@@ -6,6 +6,7 @@ use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use rusqlite::Connection;
 use sqlweir_core::Value;
 
+use crate::engine::Reads;
 use crate::error::QueryError;
 use crate::sqlite::{Bind, classify, read_value};
 
@@ -32,9 +33,10 @@ impl ReadPool {
         // The pool's list is only pushed and popped; a panic cannot leave it half updated.
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
 
-    /// Runs `sql` on an idle connection, waiting for one if all are busy.
-    pub(crate) fn query(&self, sql: &str, params: &[Value]) -> Result<Rows, QueryError> {
+impl Reads for ReadPool {
+    fn query(&self, sql: &str, params: &[Value]) -> Result<Rows, QueryError> {
         let conn = {
             let mut idle = self.idle();
             loop {
@@ -55,8 +57,7 @@ impl ReadPool {
         result
     }
 
-    /// Closes every idle connection; queries after this fail with `Closed`.
-    pub(crate) fn close(&self) {
+    fn close(&self) {
         let conns = self.idle().take();
         drop(conns);
         self.returned.notify_all();

@@ -5,6 +5,10 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ToSql, ffi};
 use sqlweir_core::{Applied, Backend, BackendError, ErrorClass, ErrorKind, Value};
 
+use crate::engine::Engine;
+use crate::error::{CloseError, QueryError};
+use crate::read::{Rows, run as run_query};
+
 /// The one write connection, owned by the writer thread.
 pub(crate) struct SqliteBackend {
     pub(crate) conn: Connection,
@@ -79,6 +83,27 @@ impl Backend for SqliteBackend {
 
     fn in_transaction(&self) -> bool {
         !self.conn.is_autocommit()
+    }
+}
+
+impl Engine for SqliteBackend {
+    fn query(&mut self, sql: &str, params: &[Value]) -> Result<Rows, QueryError> {
+        run_query(&self.conn, sql, params)
+    }
+
+    fn finish(&mut self) -> Result<(), CloseError> {
+        // TRUNCATE leaves an empty WAL behind, so the file alone holds everything.
+        let busy: i64 = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
+            .map_err(|e| CloseError::Checkpoint(classify(e)))?;
+        if busy != 0 {
+            return Err(CloseError::Checkpoint(classify_code(
+                ffi::SQLITE_BUSY,
+                "a reader kept the checkpoint from finishing".into(),
+            )));
+        }
+        Ok(())
     }
 }
 

@@ -15,11 +15,12 @@ use sqlweir_core::{
     WriterState, from_row,
 };
 
+use crate::engine::{Engine, Reads};
 use crate::error::{CloseError, LockError, OpenError, QueryError};
 use crate::job::{JobGuard, Wait, from_unix_ms, this_holder, unix_ms};
 use crate::options::{Backpressure, Options, Synchronous};
 use crate::read::{ReadPool, Rows};
-use crate::sqlite::{SqliteBackend, classify, classify_code};
+use crate::sqlite::{SqliteBackend, classify};
 use crate::ticket::{Admit, Slot, Ticket};
 use crate::tx::{self, Tx, TxError, TxJob, TxTicket};
 use crate::writer;
@@ -58,8 +59,8 @@ pub struct Store {
 
 struct Handle {
     shared: Arc<Shared>,
-    reads: ReadPool,
-    writer: Mutex<Option<JoinHandle<SqliteBackend>>>,
+    reads: Box<dyn Reads>,
+    writer: Mutex<Option<JoinHandle<Result<(), CloseError>>>>,
 }
 
 /// State shared by the handles and the writer thread.
@@ -324,6 +325,16 @@ impl Store {
         for _ in 0..options.read_connections {
             readers.push(open_reader(target)?);
         }
+        Store::with_engine(SqliteBackend { conn }, Box::new(ReadPool::new(readers)), journal_mode, options)
+    }
+
+    /// Starts the writer thread on `engine` and assembles the store.
+    pub(crate) fn with_engine<E: Engine>(
+        engine: E,
+        reads: Box<dyn Reads>,
+        journal_mode: String,
+        options: Options,
+    ) -> Result<Store, OpenError> {
         let seed = options.seed.unwrap_or_else(|| RandomState::new().hash_one(SystemTime::now()));
         let shared = Arc::new(Shared {
             queue: Mutex::new(QueueState {
@@ -344,14 +355,11 @@ impl Store {
             journal_mode,
         });
         let for_writer = shared.clone();
-        let backend = SqliteBackend { conn };
         let thread = std::thread::Builder::new()
             .name("sqlweir-writer".into())
-            .spawn(move || writer::run(&for_writer, backend))
+            .spawn(move || writer::run(&for_writer, engine).finish())
             .map_err(OpenError::Thread)?;
-        Ok(Store {
-            handle: Arc::new(Handle { shared, reads: ReadPool::new(readers), writer: Mutex::new(Some(thread)) }),
-        })
+        Ok(Store { handle: Arc::new(Handle { shared, reads, writer: Mutex::new(Some(thread)) }) })
     }
 
     fn shared(&self) -> &Arc<Shared> {
@@ -619,24 +627,13 @@ impl Handle {
         }
         let joined = thread.join();
         self.reads.close();
-        let Ok(backend) = joined else {
+        let Ok(finished) = joined else {
             // Whatever is still queued fails with Closed as its entries drop.
             let drained = shared.queue().queue.take(usize::MAX);
             drop(drained);
             return Err(CloseError::WriterPanicked);
         };
-        // TRUNCATE leaves an empty WAL behind, so the file alone holds everything.
-        let busy: i64 = backend
-            .conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
-            .map_err(|e| CloseError::Checkpoint(classify(e)))?;
-        if busy != 0 {
-            return Err(CloseError::Checkpoint(classify_code(
-                rusqlite::ffi::SQLITE_BUSY,
-                "a reader kept the checkpoint from finishing".into(),
-            )));
-        }
-        Ok(())
+        finished
     }
 }
 

@@ -9,11 +9,11 @@ use std::task::{Context, Poll};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use sqlweir_core::{Backend, BatchOutcome, ErrorClass, Step, Value, Write, WriteError, from_row, insert_sql, to_row};
+use sqlweir_core::{BatchOutcome, ErrorClass, Step, Value, Write, WriteError, from_row, insert_sql, to_row};
 
+use crate::engine::Engine;
 use crate::error::QueryError;
-use crate::read::{Rows, run as run_query};
-use crate::sqlite::SqliteBackend;
+use crate::read::Rows;
 use crate::store::Shared;
 use crate::ticket::{Slot, Ticket};
 use crate::writer::log_events;
@@ -58,17 +58,17 @@ impl From<QueryError> for TxError {
 
 /// The open transaction, as the closure sees it. Reads see the transaction's own writes.
 pub struct Tx<'c> {
-    backend: &'c mut SqliteBackend,
+    backend: &'c mut dyn Engine,
 }
 
 impl Tx<'_> {
     /// Runs a query inside the transaction.
-    pub fn query(&self, sql: &str, params: &[Value]) -> Result<Rows, QueryError> {
-        run_query(&self.backend.conn, sql, params)
+    pub fn query(&mut self, sql: &str, params: &[Value]) -> Result<Rows, QueryError> {
+        self.backend.query(sql, params)
     }
 
     /// Runs a query and deserializes each row into `T` (see `Store::query_as`).
-    pub fn query_as<T: DeserializeOwned>(&self, sql: &str, params: &[Value]) -> Result<Vec<T>, QueryError> {
+    pub fn query_as<T: DeserializeOwned>(&mut self, sql: &str, params: &[Value]) -> Result<Vec<T>, QueryError> {
         let rows = self.query(sql, params)?;
         rows.rows
             .iter()
@@ -157,7 +157,7 @@ enum Attempt {
     Finished(TxError),
 }
 
-fn attempt(backend: &mut SqliteBackend, job: &mut Box<dyn TxJob>) -> Attempt {
+fn attempt(backend: &mut dyn Engine, job: &mut Box<dyn TxJob>) -> Attempt {
     if let Err(e) = backend.begin() {
         return Attempt::Outcome(abandoned(backend, e));
     }
@@ -192,7 +192,7 @@ fn attempt(backend: &mut SqliteBackend, job: &mut Box<dyn TxJob>) -> Attempt {
 }
 
 /// The writer runs one transaction: attempts under the same retry policy and breaker as batches.
-pub(crate) fn run(shared: &Arc<Shared>, backend: &mut SqliteBackend, mut job: Box<dyn TxJob>, left: usize) {
+pub(crate) fn run(shared: &Arc<Shared>, backend: &mut dyn Engine, mut job: Box<dyn TxJob>, left: usize) {
     let mut run = shared.writer().start_batch(1, left);
     loop {
         let gate = shared.writer().gate(shared.now());
@@ -225,7 +225,7 @@ pub(crate) fn run(shared: &Arc<Shared>, backend: &mut SqliteBackend, mut job: Bo
     }
 }
 
-fn abandoned(backend: &mut SqliteBackend, e: sqlweir_core::BackendError) -> BatchOutcome {
+fn abandoned(backend: &mut dyn Engine, e: sqlweir_core::BackendError) -> BatchOutcome {
     let _ = backend.rollback();
     if e.class == ErrorClass::Transient { BatchOutcome::Transient(e) } else { BatchOutcome::Failed(e) }
 }

@@ -7,13 +7,13 @@
 use sqlweir_core::{Event, Queued, Step, Write, WriteError, WriteResult, apply};
 use std::sync::Arc;
 
-use crate::sqlite::SqliteBackend;
+use crate::engine::Engine;
 use crate::store::{Op, Pending, Shared};
 use crate::tx;
 use crate::{ManyOutcome, Receipt};
 
 /// Runs until the queue is closed and drained; returns the connection for the final checkpoint.
-pub(crate) fn run(shared: &Arc<Shared>, mut backend: SqliteBackend) -> SqliteBackend {
+pub(crate) fn run<E: Engine>(shared: &Arc<Shared>, mut backend: E) -> E {
     while let Some((mut batch, left)) = next_batch(shared) {
         if let [Queued { item: Pending { op: Op::Transaction(_), .. }, .. }] = batch.as_slice() {
             let Some(Queued { item: Pending { op: Op::Transaction(job), .. }, .. }) = batch.pop() else {

@@ -1,0 +1,23 @@
+//! What the store needs from a database beyond the core's `Backend`: the write side the writer
+//! thread owns, and the read side queries use. SQLite and PostgreSQL implement both.
+
+use sqlweir_core::{Backend, Value};
+
+use crate::error::{CloseError, QueryError};
+use crate::read::Rows;
+
+/// The write connection. Moved into the writer thread at open; only the writer touches it.
+pub(crate) trait Engine: Backend + Send + 'static {
+    /// Runs a read on the write connection, inside the open transaction (for `Tx::query`).
+    fn query(&mut self, sql: &str, params: &[Value]) -> Result<Rows, QueryError>;
+    /// Last work when the store closes, after every write resolved (SQLite: checkpoint).
+    fn finish(&mut self) -> Result<(), CloseError>;
+}
+
+/// The read side: connections that never block the writer.
+pub(crate) trait Reads: Send + Sync {
+    /// Runs a query on an idle connection, waiting for one if all are busy.
+    fn query(&self, sql: &str, params: &[Value]) -> Result<Rows, QueryError>;
+    /// Closes every connection; queries after this fail with `Closed`.
+    fn close(&self);
+}
