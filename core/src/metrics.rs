@@ -128,7 +128,8 @@ pub struct MetricsSnapshot {
     pub last_error: Option<String>,
     /// The database's journal mode (filled in by the backend).
     pub journal_mode: String,
-    /// The SQLite library version (filled in by the backend).
+    /// The database engine and its version, e.g. `SQLite 3.50.0` or `PostgreSQL 15.8` (filled in
+    /// by the backend).
     pub sqlite_version: String,
 }
 

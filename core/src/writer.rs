@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use crate::batch::{BatchOutcome, Batcher, WriteResult};
 use crate::breaker::{Breaker, BreakerState, Transition};
-use crate::error::{BackendError, WriteError};
+use crate::error::{BackendError, ErrorKind, WriteError};
 use crate::metrics::{Health, HealthStatus, Metrics, MetricsSnapshot};
 use crate::retry::{Jitter, RetryPolicy};
 
@@ -246,8 +246,11 @@ impl WriterState {
                         self.events.push(Event::Retry { batch: run.id, attempt: run.attempts, delay, error });
                         Step::RetryAfter(delay)
                     }
-                    None => self
+                    // Lock contention past the budget is `Busy`; any other transient trouble
+                    // (a connection that keeps dropping) is reported as what it was.
+                    None if error.kind == ErrorKind::Busy => self
                         .fail(run, WriteError::Busy { attempts: run.attempts, waited: run.waited, code: error.code }),
+                    None => self.fail(run, WriteError::Backend(error)),
                 }
             }
             BatchOutcome::Failed(error) => {

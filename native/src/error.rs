@@ -36,6 +36,15 @@ pub enum OpenError {
         #[source]
         source: BackendError,
     },
+    /// The database server could not be reached or refused the connection.
+    #[error("cannot connect to the {target}: {source}; check the connection string and that the server runs")]
+    Connect {
+        /// Where (without credentials).
+        target: String,
+        /// What the server or the network said.
+        #[source]
+        source: BackendError,
+    },
     /// A migration step failed; steps before it stay applied.
     #[error("migration step {step} failed: {source}; fix the step (earlier steps stay applied)")]
     Migration {

@@ -50,6 +50,8 @@ mod engine;
 mod error;
 mod job;
 mod options;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod read;
 mod sqlite;
 mod store;

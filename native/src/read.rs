@@ -19,25 +19,36 @@ pub struct Rows {
     pub rows: Vec<Vec<Value>>,
 }
 
-pub(crate) struct ReadPool {
-    idle: Mutex<Option<Vec<Connection>>>,
+/// A connection that can answer queries (SQLite read-only connection, PostgreSQL client).
+pub(crate) trait Reader: Send + 'static {
+    fn run(&mut self, sql: &str, params: &[Value]) -> Result<Rows, QueryError>;
+}
+
+impl Reader for Connection {
+    fn run(&mut self, sql: &str, params: &[Value]) -> Result<Rows, QueryError> {
+        run(self, sql, params)
+    }
+}
+
+pub(crate) struct ReadPool<C> {
+    idle: Mutex<Option<Vec<C>>>,
     returned: Condvar,
 }
 
-impl ReadPool {
-    pub(crate) fn new(conns: Vec<Connection>) -> Self {
+impl<C: Reader> ReadPool<C> {
+    pub(crate) fn new(conns: Vec<C>) -> Self {
         ReadPool { idle: Mutex::new(Some(conns)), returned: Condvar::new() }
     }
 
-    fn idle(&self) -> MutexGuard<'_, Option<Vec<Connection>>> {
+    fn idle(&self) -> MutexGuard<'_, Option<Vec<C>>> {
         // The pool's list is only pushed and popped; a panic cannot leave it half updated.
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-impl Reads for ReadPool {
+impl<C: Reader> Reads for ReadPool<C> {
     fn query(&self, sql: &str, params: &[Value]) -> Result<Rows, QueryError> {
-        let conn = {
+        let mut conn = {
             let mut idle = self.idle();
             loop {
                 match idle.as_mut() {
@@ -49,7 +60,7 @@ impl Reads for ReadPool {
                 }
             }
         };
-        let result = run(&conn, sql, params);
+        let result = conn.run(sql, params);
         if let Some(list) = self.idle().as_mut() {
             list.push(conn);
         }

@@ -77,6 +77,7 @@ pub(crate) struct Shared {
     backpressure: Backpressure,
     closed: AtomicBool,
     journal_mode: String,
+    engine_version: String,
 }
 
 pub(crate) struct QueueState {
@@ -325,7 +326,8 @@ impl Store {
         for _ in 0..options.read_connections {
             readers.push(open_reader(target)?);
         }
-        Store::with_engine(SqliteBackend { conn }, Box::new(ReadPool::new(readers)), journal_mode, options)
+        let version = format!("SQLite {}", rusqlite::version());
+        Store::with_engine(SqliteBackend { conn }, Box::new(ReadPool::new(readers)), journal_mode, version, options)
     }
 
     /// Starts the writer thread on `engine` and assembles the store.
@@ -333,6 +335,7 @@ impl Store {
         engine: E,
         reads: Box<dyn Reads>,
         journal_mode: String,
+        engine_version: String,
         options: Options,
     ) -> Result<Store, OpenError> {
         let seed = options.seed.unwrap_or_else(|| RandomState::new().hash_one(SystemTime::now()));
@@ -353,6 +356,7 @@ impl Store {
             backpressure: options.backpressure,
             closed: AtomicBool::new(false),
             journal_mode,
+            engine_version,
         });
         let for_writer = shared.clone();
         let thread = std::thread::Builder::new()
@@ -588,7 +592,7 @@ impl Store {
         };
         let mut m = shared.writer().snapshot(depth, capacity, accepted);
         m.journal_mode.clone_from(&shared.journal_mode);
-        rusqlite::version().clone_into(&mut m.sqlite_version);
+        m.sqlite_version.clone_from(&shared.engine_version);
         m
     }
 
