@@ -56,6 +56,8 @@ export interface OpenOptions {
   lingerMs?: number;
   /** What an acknowledged write survives: see the README's durability table (default `"normal"`). */
   synchronous?: "normal" | "full";
+  /** SQLite's journal: `"delete"` (default, the rollback journal) or `"wal"` (experimental: see the README's durability section). */
+  journal?: "wal" | "delete";
   /** Retry of batches that hit lock contention. */
   retry?: { baseMs?: number; capMs?: number; maxAttempts?: number; budgetMs?: number };
   /** Consecutive failed batches that open the circuit breaker (default 5). */
@@ -149,6 +151,13 @@ export interface Database {
   /** Takes an exclusive job lock, or rejects with `InProgress` (after `timeoutMs`, if given). */
   lock(name: string, options?: { holder?: string; timeoutMs?: number }): Promise<JobGuard>;
   jobStatus(name: string): Promise<JobStatus>;
+  /**
+   * Demo and test hook: makes the next `attempts` batch attempts fail with SQLITE_BUSY, as if
+   * another connection held the write lock (`0` releases it). Only in a package built with the
+   * crate's `fault-injection` feature (`scripts/build-wasm --features fault-injection`);
+   * otherwise rejects with `InvalidInput`.
+   */
+  injectBusy(attempts: number): Promise<void>;
 }
 
 /** Opens (creating if needed) the database `name` in OPFS and runs the migrations. */

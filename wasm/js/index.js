@@ -218,6 +218,16 @@ class Database {
     if (this.#closed) return Promise.reject(closedError());
     return this.#call("jobStatus", { name });
   }
+
+  /**
+   * Demo and test hook: makes the next `attempts` batch attempts fail with SQLITE_BUSY, as if
+   * another connection held the write lock (`0` releases it). Works only in a package built with
+   * the crate's `fault-injection` feature; otherwise rejects with `InvalidInput`.
+   */
+  injectBusy(attempts) {
+    if (this.#closed) return Promise.reject(closedError());
+    return this.#call("injectBusy", { attempts });
+  }
 }
 
 function closedError() {

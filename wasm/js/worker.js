@@ -47,6 +47,14 @@ const calls = {
   lock: ({ db, name, holder, timeoutMs }) => database(db).lock(name, holder, timeoutMs),
   unlock: ({ db, token, failure }) => database(db).unlock(token, failure),
   jobStatus: ({ db, name }) => database(db).jobStatus(name),
+  injectBusy({ db, attempts }) {
+    const handle = database(db);
+    // Present only in builds with the crate's `fault-injection` feature (the demo page's).
+    if (typeof handle.injectBusy !== "function") {
+      throw { name: "SqlweirError", message: "invalid input: this build has no fault injection; build the package with scripts/build-wasm --features fault-injection", code: "InvalidInput", sqliteCode: null };
+    }
+    handle.injectBusy(attempts);
+  },
 };
 
 self.onmessage = async (event) => {

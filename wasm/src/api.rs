@@ -194,6 +194,15 @@ impl Database {
         self.store.unlock(token, failure)
     }
 
+    /// Makes the next `attempts` batch attempts fail with `SQLITE_BUSY`, as if another connection
+    /// held the write lock; `0` releases it. Only in builds with the `fault-injection` feature
+    /// (the tests and the demo page): in the browser nothing else can lock the file.
+    #[cfg(feature = "fault-injection")]
+    #[wasm_bindgen(js_name = injectBusy)]
+    pub fn inject_busy(&self, attempts: u32) {
+        self.store.inject_busy(attempts);
+    }
+
     /// `{ holder: { holder, sinceMs } | null, runs: [{ holder, startedMs, durationMs, failure }] }`.
     #[wasm_bindgen(js_name = jobStatus)]
     pub fn job_status(&self, name: &str) -> Result<JsValue, JsValue> {

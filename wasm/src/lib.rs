@@ -27,12 +27,14 @@
 //! - Main-thread writes arrive in one message per tick and their outcomes leave in one message
 //!   per committed batch ([`Database::submit`], `onSettled`).
 //! - Durability: an acked write is committed to the OPFS file and survives a reload or a crash of
-//!   the tab; see [`Synchronous`] for power loss.
+//!   the tab or the browser; see [`Journal`] and [`Synchronous`] for an OS crash or power loss.
 //!
 //! On targets other than wasm32 this crate is empty.
 #![cfg(target_arch = "wasm32")]
 
 mod api;
+#[cfg(feature = "bench")]
+mod bench;
 mod classify;
 mod convert;
 mod error;
@@ -43,7 +45,9 @@ mod sqlite;
 mod store;
 
 pub use api::{Database, param_type};
+#[cfg(feature = "bench")]
+pub use bench::bench_raw;
 pub use error::{CloseError, Coded, LockError, OpenError, QueryError};
-pub use options::{Backpressure, Options, RetryOptions, Synchronous};
+pub use options::{Backpressure, Journal, Options, RetryOptions, Synchronous};
 pub use sqlite::QueryRows;
 pub use store::{ManyOutcome, Receipt, Store};

@@ -8,7 +8,7 @@ use crate::classify::classify;
 #[cfg(feature = "fault-injection")]
 use crate::classify::classify_code;
 use crate::error::OpenError;
-use crate::options::{Options, Synchronous};
+use crate::options::{Journal, Options, Synchronous};
 
 /// Statements kept prepared per connection: a store usually runs a handful of distinct writes.
 const STATEMENT_CACHE: usize = 64;
@@ -45,9 +45,21 @@ impl SqliteBackend {
         };
         conn.pragma_update(None, "synchronous", synchronous).map_err(db)?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(db)?;
-        // Reading the journal mode is the first read of the file: a file that is not a database
-        // fails here, before anything is accepted.
-        let journal_mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).map_err(db)?;
+        // Setting the journal mode is the first read of the file: a file that is not a database
+        // fails here, before anything is accepted. The VFS has no shared memory, so WAL needs
+        // exclusive locking set before that first read (the WAL index then lives in the heap);
+        // a file left in WAL mode cannot be opened otherwise, so `Delete` takes the same path
+        // to switch it back, then returns to normal locking.
+        conn.pragma_update(None, "locking_mode", "EXCLUSIVE").map_err(db)?;
+        let wanted = match options.journal {
+            Journal::Delete => "DELETE",
+            Journal::Wal => "WAL",
+        };
+        let journal_mode: String =
+            conn.pragma_update_and_check(None, "journal_mode", wanted, |r| r.get(0)).map_err(db)?;
+        if options.journal == Journal::Delete {
+            conn.pragma_update(None, "locking_mode", "NORMAL").map_err(db)?;
+        }
         migrate(&mut conn, &options.migrations)?;
         Ok(SqliteBackend {
             conn,
@@ -85,6 +97,12 @@ impl SqliteBackend {
             rows.push(values);
         }
         Ok(QueryRows { columns, rows })
+    }
+
+    /// The connection, for the raw baselines of the benchmark.
+    #[cfg(feature = "bench")]
+    pub(crate) fn connection_mut(&mut self) -> &mut Connection {
+        &mut self.conn
     }
 
     /// Closes the connection, releasing its files in the pool.

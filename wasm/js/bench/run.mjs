@@ -1,0 +1,187 @@
+// Drives the browser benchmark (bench.html) in Debian's headless Chromium with a real on-disk
+// profile (OPFS of an incognito context lives in memory), prints the table of ratios and the
+// targets of the benchmark issue, and writes the results as JSON.
+//
+//   node bench/run.mjs --pkg DIR [--rows N] [--naive-rows N] [--rounds N] [--journal delete,wal]
+//                      [--synchronous normal|full] [--smoke] [--out PATH]
+//
+// --pkg is a wasm-bindgen output of sqlweir-wasm built with the cargo feature `bench`
+// (scripts/bench-browser builds it). The page is served from a staged copy of the package
+// (index.js, worker.js) whose worker also answers the raw baselines; the package's own pkg/
+// is only measured for its gzipped size. --smoke: tiny counts, checks that every case ran and
+// every row landed; its ratios mean nothing.
+
+import { execFileSync } from "node:child_process";
+import { cp, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { gzipSync } from "node:zlib";
+import { chromium } from "playwright-core";
+import { serve } from "../test/server.js";
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const PACKAGE = dirname(HERE);
+const REPO = resolve(PACKAGE, "../..");
+
+function parseArgs(argv) {
+  const a = { rows: 100_000, naiveRows: 2_000, rounds: 3, journals: ["delete", "wal"], synchronous: "normal", smoke: false, out: null, pkg: null };
+  for (let i = 0; i < argv.length; i++) {
+    const value = () => {
+      if (i + 1 >= argv.length) throw new Error(`${argv[i]} needs a value`);
+      return argv[++i];
+    };
+    switch (argv[i]) {
+      case "--rows": a.rows = Number(value()); break;
+      case "--naive-rows": a.naiveRows = Number(value()); break;
+      case "--rounds": a.rounds = Number(value()); break;
+      case "--journal": a.journals = value().split(","); break;
+      case "--synchronous": a.synchronous = value(); break;
+      case "--out": a.out = value(); break;
+      case "--pkg": a.pkg = value(); break;
+      case "--smoke": a.smoke = true; break;
+      default: throw new Error(`unknown argument ${argv[i]}`);
+    }
+  }
+  if (a.smoke) Object.assign(a, { rows: 500, naiveRows: 50, rounds: 1 });
+  a.out ??= join(REPO, "target/bench", a.smoke ? "browser-smoke.json" : "browser.json");
+  if (!a.pkg) throw new Error("--pkg DIR (the `bench` build of sqlweir-wasm) is required");
+  if (!["normal", "full"].includes(a.synchronous)) throw new Error(`unknown synchronous ${a.synchronous}`);
+  for (const j of a.journals) if (!["delete", "wal"].includes(j)) throw new Error(`unknown journal ${j}`);
+  return a;
+}
+
+async function stage(pkg) {
+  const site = await mkdtemp(join(tmpdir(), "sqlweir-bench-site-"));
+  await cp(join(PACKAGE, "index.js"), join(site, "index.js"));
+  await cp(join(PACKAGE, "worker.js"), join(site, "package-worker.js"));
+  await cp(join(HERE, "worker.js"), join(site, "worker.js"));
+  await mkdir(join(site, "bench"));
+  for (const f of ["bench.html", "bench.js"]) await cp(join(HERE, f), join(site, "bench", f));
+  await cp(pkg, join(site, "pkg"), { recursive: true });
+  return site;
+}
+
+/** The shipped package's bytes, gzipped -9: the wasm, and the JavaScript a page loads. */
+async function packageSize() {
+  const pkg = join(PACKAGE, "pkg");
+  const gz = (buf) => {
+    try {
+      return execFileSync("gzip", ["-9c"], { input: buf, maxBuffer: 1 << 28 }).length; // as scripts/build-wasm counts
+    } catch {
+      return gzipSync(buf, { level: 9 }).length;
+    }
+  };
+  try {
+    const wasm = await readFile(join(pkg, "sqlweir_wasm_bg.wasm"));
+    const js = [await readFile(join(PACKAGE, "index.js")), await readFile(join(PACKAGE, "worker.js")), await readFile(join(pkg, "sqlweir_wasm.js"))];
+    for (const d of await readdir(join(pkg, "snippets"), { recursive: true, withFileTypes: true })) {
+      if (d.isFile() && d.name.endsWith(".js")) js.push(await readFile(join(d.parentPath ?? d.path, d.name)));
+    }
+    const jsAll = Buffer.concat(js);
+    return { wasm_bytes: wasm.length, wasm_gzip: gz(wasm), js_bytes: jsAll.length, js_gzip: gz(jsAll), total_gzip: gz(wasm) + gz(jsAll) };
+  } catch {
+    return null; // the package is not built (scripts/build-wasm)
+  }
+}
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+async function main() {
+  const args = parseArgs(process.argv.slice(2));
+  const site = await stage(args.pkg);
+  const profile = await mkdtemp(join(tmpdir(), "sqlweir-bench-chromium-"));
+  const server = await serve(site, 0);
+  let context;
+  let result;
+  try {
+    context = await chromium.launchPersistentContext(profile, {
+      executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+      headless: true,
+      args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    });
+    const page = context.pages()[0] ?? (await context.newPage());
+    const errors = [];
+    page.on("pageerror", (e) => errors.push(e));
+    await page.goto(`http://127.0.0.1:${server.address().port}/bench/bench.html`);
+    await page.waitForFunction(() => typeof window.runBench === "function");
+    page.setDefaultTimeout(0);
+    result = await page.evaluate((cfg) => window.runBench(cfg), { rows: args.rows, naiveRows: args.naiveRows, rounds: args.rounds, journals: args.journals, synchronous: args.synchronous });
+    if (errors.length) throw new Error(`page errors: ${errors.join("; ")}`);
+  } finally {
+    await context?.close();
+    await new Promise((r) => server.close(r));
+    await rm(profile, { recursive: true, force: true });
+    await rm(site, { recursive: true, force: true });
+  }
+
+  // Every case ran, in every round, and every row landed.
+  const bad = result.runs.filter((r) => r.count !== r.rows);
+  const keys = ["limit", "naive", "parallel", "burst", "many"];
+  const missing = args.journals.flatMap((j) => keys.filter((k) => !result.runs.some((r) => r.key === k && r.journal === j)).map((k) => `${k}/${j}`));
+
+  const summary = [];
+  for (const journal of args.journals) {
+    const of = (key) => result.runs.filter((r) => r.key === key && r.journal === journal);
+    const rate = (key) => median(of(key).map((r) => r.rows / (r.ms / 1000)));
+    const limit = rate("limit");
+    const naive = rate("naive");
+    for (const key of keys) {
+      const rs = of(key);
+      const rowsPerS = rate(key);
+      const batches = rs.filter((r) => r.meanBatchSize != null);
+      summary.push({
+        key, journal, name: rs[0].name, rows: rs[0].rows, rounds: rs.length, rows_per_s: rowsPerS,
+        rows_per_s_all: rs.map((r) => r.rows / (r.ms / 1000)),
+        ratio_to_limit: rowsPerS / limit, ratio_to_naive: rowsPerS / naive,
+        mean_batch_size: key === "limit" ? rs[0].rows : key === "naive" ? 1 : batches.length ? median(batches.map((r) => r.meanBatchSize)) : null,
+        journal_mode_reported: rs.find((r) => r.journalMode)?.journalMode ?? null,
+      });
+    }
+  }
+
+  const size = await packageSize();
+  const line = (...cols) => console.log(cols[0].padEnd(66), ...cols.slice(1).map((c, i) => String(c).padStart([8, 8, 11, 9, 9, 7][i])));
+  console.log(`\nbrowser benchmark: headless Chromium, OPFS sahpool, synchronous=${args.synchronous.toUpperCase()}, ~100-byte rows, ${args.rows.toLocaleString("en")} rows (naive: ${args.naiveRows.toLocaleString("en")}), median of ${args.rounds} round(s)`);
+  console.log(result.userAgent);
+  line("scenario", "journal", "rows", "rows/s", "x (L)", "x (N)", "batch");
+  for (const s of summary) {
+    line(s.name.slice(0, 66), s.journal, s.rows, s.rows_per_s.toFixed(0), s.ratio_to_limit.toFixed(3), s.ratio_to_naive.toFixed(1), s.mean_batch_size == null ? "-" : s.mean_batch_size.toFixed(0));
+  }
+  const st = result.startup;
+  console.log(`\nopen() to first committed write: ${st.cold.firstWriteMs.toFixed(0)} ms on the page's first open (worker start, wasm compile, OPFS pool; open() alone ${st.cold.openMs.toFixed(0)} ms), ${st.warm.firstWriteMs.toFixed(1)} ms on a later open (${args.journals[0]} journal)`);
+  if (size) console.log(`package size, gzipped -9: wasm ${size.wasm_gzip} + js ${size.js_gzip} = ${size.total_gzip} bytes (${(size.total_gzip / 1024).toFixed(0)} KiB; goal 300 KB: ${size.total_gzip <= 300_000 ? "met" : "MISSED"})`);
+  else console.log("package size: wasm/js/pkg is not built (scripts/build-wasm)");
+
+  const targets = [];
+  for (const journal of args.journals) {
+    const p = summary.find((s) => s.key === "parallel" && s.journal === journal);
+    targets.push({ what: `(P) >= 0.6x of (L), ${journal}`, ratio: p.ratio_to_limit, goal: 0.6, met: p.ratio_to_limit >= 0.6 });
+    targets.push({ what: `(P) >= 100x of (N), ${journal}`, ratio: p.ratio_to_naive, goal: 100, met: p.ratio_to_naive >= 100 });
+  }
+  console.log("\ntargets (from the benchmark issue; ratios measured in this run):");
+  for (const t of targets) console.log(`  ${t.what.padEnd(32)} ${t.ratio.toFixed(2).padStart(8)}x  ${t.met ? "met" : "MISSED"}`);
+  if (args.smoke) console.log("\n(smoke run: tiny row counts; only the row counts were checked, ratios mean nothing here)");
+
+  await mkdir(dirname(args.out), { recursive: true });
+  await writeFile(args.out, JSON.stringify({
+    machine: "headless Chromium (Debian), OPFS sahpool VFS", synchronous: args.synchronous, user_agent: result.userAgent,
+    rows: args.rows, naive_rows: args.naiveRows, rounds: args.rounds, smoke: args.smoke,
+    summary, runs: result.runs, startup_ms: result.startup, package_size: size, targets,
+  }, null, 2));
+  console.log(`results written to ${args.out}`);
+
+  if (bad.length || missing.length) {
+    for (const r of bad) console.error(`rows missing: ${r.key}/${r.journal} round ${r.round}: ${r.count} of ${r.rows}`);
+    for (const m of missing) console.error(`case did not run: ${m}`);
+    process.exit(1);
+  }
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
