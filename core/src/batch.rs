@@ -272,13 +272,35 @@ pub struct Batcher {
     ceiling_rows: usize,
     limit: usize,
     linger: Duration,
+    /// Rows of the last committed batch: about how many producers wait on each commit.
+    last_rows: usize,
+    /// How long the last commit took.
+    last_commit: Duration,
 }
+
+/// Commits faster than this are not worth waiting for: take what is queued at once.
+const GROUP_COMMIT_MIN: Duration = Duration::from_micros(250);
+/// The longest a batch waits for the writes its producers are about to send.
+const GROUP_COMMIT_MAX_WAIT: Duration = Duration::from_millis(2);
 
 impl Batcher {
     /// A batcher with a base cap, a ceiling for growth under load, and a linger time.
     pub fn new(base_rows: usize, ceiling_rows: usize, linger: Duration) -> Self {
         let base_rows = base_rows.max(1);
-        Batcher { base_rows, ceiling_rows: ceiling_rows.max(base_rows), limit: base_rows, linger }
+        Batcher {
+            base_rows,
+            ceiling_rows: ceiling_rows.max(base_rows),
+            limit: base_rows,
+            linger,
+            last_rows: 0,
+            last_commit: Duration::ZERO,
+        }
+    }
+
+    /// Records a committed batch, for group commit (see [`ready_at`](Self::ready_at)).
+    pub fn on_committed(&mut self, rows: usize, took: Duration) {
+        self.last_rows = rows;
+        self.last_commit = took;
     }
 
     /// Rows to take for the next batch.
@@ -297,6 +319,12 @@ impl Batcher {
 
     /// When the writer should take a batch, given what waits: `None` if nothing waits,
     /// otherwise the host time at which to take it (now, or when the linger ends).
+    ///
+    /// Without an explicit linger, a batch still waits briefly when commits are slow (an fsync
+    /// under `synchronous=FULL`): producers whose writes were just acknowledged are about to
+    /// send their next ones, so waiting up to half a commit (at most 2 ms) for as many rows as
+    /// the last batch had lets one commit carry them all (group commit). Fast commits, or a
+    /// queue that already holds that many rows, go at once.
     pub fn ready_at(
         &self,
         queued_rows: usize,
@@ -304,10 +332,17 @@ impl Batcher {
         now: Duration,
     ) -> Option<Duration> {
         let oldest = oldest_accepted_at?;
-        if queued_rows >= self.limit || self.linger.is_zero() {
+        if queued_rows >= self.limit {
             return Some(now);
         }
-        Some((oldest + self.linger).max(now))
+        if !self.linger.is_zero() {
+            return Some((oldest + self.linger).max(now));
+        }
+        if self.last_commit < GROUP_COMMIT_MIN || queued_rows >= self.last_rows {
+            return Some(now);
+        }
+        let wait = (self.last_commit / 2).min(GROUP_COMMIT_MAX_WAIT);
+        Some((oldest + wait).max(now))
     }
 }
 
@@ -401,6 +436,20 @@ mod tests {
             b.on_taken(1, 0);
         }
         assert_eq!(b.limit(), 100);
+    }
+
+    #[test]
+    fn slow_commits_wait_briefly_for_the_producers_just_acked() {
+        let us = Duration::from_micros;
+        let mut b = Batcher::new(100, 100, Duration::ZERO);
+        assert_eq!(b.ready_at(1, Some(us(0)), us(10)), Some(us(10)), "no history: go");
+        b.on_committed(8, us(1000));
+        assert_eq!(b.ready_at(3, Some(us(0)), us(10)), Some(us(500)), "wait half a commit for 8");
+        assert_eq!(b.ready_at(8, Some(us(0)), us(10)), Some(us(10)), "all 8 are here");
+        b.on_committed(8, us(100_000));
+        assert_eq!(b.ready_at(3, Some(us(0)), us(10)), Some(us(2000)), "never more than 2 ms");
+        b.on_committed(8, us(50));
+        assert_eq!(b.ready_at(3, Some(us(0)), us(10)), Some(us(10)), "fast commits go at once");
     }
 
     #[test]
