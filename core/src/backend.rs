@@ -25,23 +25,20 @@ pub trait Backend {
     fn commit(&mut self) -> Result<(), BackendError>;
     /// Rolls the open transaction back; a no-op when none is open.
     fn rollback(&mut self) -> Result<(), BackendError>;
-    /// Runs `sql` once per row of `rows`, in order, skipping the rows for which `skip` is true,
-    /// and reports each row to `each` with its index, its result and whether a transaction is
-    /// still open afterwards. Stops when `each` returns `false`.
+    /// Runs `sql` once per row of `rows`, in order, and reports each row to `each` with its
+    /// index, its result and whether a transaction is still open afterwards. Stops when `each`
+    /// returns `false`.
     ///
     /// The default calls [`execute`](Self::execute) per row; backends override it to prepare
-    /// the statement once for all rows (`write_many` is where that matters).
+    /// the statement once for the whole group (a `write_many`, or a run of single writes of
+    /// one statement).
     fn execute_many(
         &mut self,
         sql: &str,
-        rows: &[Vec<Value>],
-        skip: &dyn Fn(usize) -> bool,
+        rows: &[&[Value]],
         each: &mut dyn FnMut(usize, Result<Applied, BackendError>, bool) -> bool,
     ) {
         for (i, params) in rows.iter().enumerate() {
-            if skip(i) {
-                continue;
-            }
             let result = self.execute(sql, params);
             let open = result.is_ok() || self.in_transaction();
             if !each(i, result, open) {
@@ -49,6 +46,7 @@ pub trait Backend {
             }
         }
     }
+
     /// Whether a transaction is still open. Checked after a rejected write: some errors make the
     /// database roll the whole transaction back, and then the batch is replayed without it.
     fn in_transaction(&self) -> bool;

@@ -154,7 +154,18 @@ pub enum BatchOutcome {
 /// database rolled the whole transaction back (checked with [`Backend::in_transaction`]), the
 /// batch is replayed from the start without the rejected rows, so nothing is applied twice and
 /// nothing is half applied. A transient or fatal error rolls everything back and is returned.
+///
+/// Consecutive single writes of the same statement, and each `write_many`, go to the backend
+/// as one group ([`Backend::execute_many`]), so the statement is looked up once per group.
 pub fn apply<B: Backend + ?Sized, W: Borrow<Write>>(backend: &mut B, writes: &[W]) -> BatchOutcome {
+    // Where each write's rows start in the flat list of per-row results.
+    let mut offsets = Vec::with_capacity(writes.len() + 1);
+    let mut total = 0;
+    for w in writes {
+        offsets.push(total);
+        total += w.borrow().row_count();
+    }
+    offsets.push(total);
     // (write index, row index) of rows rejected so far; grows on each replay, so replays end.
     let mut rejected: BTreeSet<(usize, usize)> = BTreeSet::new();
     let mut errors: Vec<((usize, usize), WriteError)> = Vec::new();
@@ -163,27 +174,48 @@ pub fn apply<B: Backend + ?Sized, W: Borrow<Write>>(backend: &mut B, writes: &[W
         if let Err(e) = backend.begin() {
             return abandon(backend, e);
         }
-        let mut applied: Vec<Vec<Option<Applied>>> = Vec::with_capacity(writes.len());
-        for (w, write) in writes.iter().enumerate() {
-            let write = write.borrow();
-            let rows: &[Vec<Value>] = match &write.rows {
-                Rows::One(p) => std::slice::from_ref(p),
-                Rows::Many(rows) => rows,
+        let mut applied: Vec<Option<Applied>> = vec![None; total];
+        let mut start = 0;
+        while start < writes.len() {
+            let first = writes[start].borrow();
+            let end = match first.rows {
+                Rows::Many(_) => start + 1,
+                Rows::One(_) => {
+                    start
+                        + writes[start..]
+                            .iter()
+                            .take_while(|w| {
+                                let w: &Write = (*w).borrow();
+                                matches!(w.rows, Rows::One(_)) && w.sql == first.sql
+                            })
+                            .count()
+                }
             };
-            let mut done = vec![None; rows.len()];
-            let mut newly_rejected = Vec::new();
+            // The group's rows not yet rejected, and where each one came from.
+            let mut places: Vec<(usize, usize)> = Vec::new();
+            let mut slices: Vec<&[Value]> = Vec::new();
+            for (w, write) in writes.iter().enumerate().take(end).skip(start) {
+                let rows: &[Vec<Value>] = match &write.borrow().rows {
+                    Rows::One(p) => std::slice::from_ref(p),
+                    Rows::Many(rows) => rows,
+                };
+                for (r, params) in rows.iter().enumerate() {
+                    if !rejected.contains(&(w, r)) {
+                        places.push((w, r));
+                        slices.push(params);
+                    }
+                }
+            }
             let mut stop = None;
-            backend.execute_many(
-                &write.sql,
-                rows,
-                &|r| rejected.contains(&(w, r)),
-                &mut |r, result, open| match result {
+            backend.execute_many(&first.sql, &slices, &mut |k, result, open| {
+                let (w, r) = places[k];
+                match result {
                     Ok(a) => {
-                        done[r] = Some(a);
+                        applied[offsets[w] + r] = Some(a);
                         true
                     }
                     Err(e) if e.class == ErrorClass::Rejected => {
-                        newly_rejected.push(r);
+                        rejected.insert((w, r));
                         errors.push(((w, r), WriteError::Backend(e)));
                         if open {
                             true
@@ -196,11 +228,10 @@ pub fn apply<B: Backend + ?Sized, W: Borrow<Write>>(backend: &mut B, writes: &[W
                         stop = Some(Stop::Abandon(e));
                         false
                     }
-                },
-            );
-            rejected.extend(newly_rejected.into_iter().map(|r| (w, r)));
+                }
+            });
             match stop {
-                None => applied.push(done),
+                None => start = end,
                 Some(Stop::Replay) => {
                     replays += 1;
                     continue 'attempt;
@@ -211,7 +242,7 @@ pub fn apply<B: Backend + ?Sized, W: Borrow<Write>>(backend: &mut B, writes: &[W
         if let Err(e) = backend.commit() {
             return abandon(backend, e);
         }
-        return BatchOutcome::Committed { results: assemble(writes, applied, errors), replays };
+        return BatchOutcome::Committed { results: assemble(writes, &offsets, &applied, errors), replays };
     }
 }
 
@@ -232,16 +263,16 @@ fn abandon<B: Backend + ?Sized>(backend: &mut B, e: BackendError) -> BatchOutcom
 
 fn assemble<W: Borrow<Write>>(
     writes: &[W],
-    applied: Vec<Vec<Option<Applied>>>,
+    offsets: &[usize],
+    applied: &[Option<Applied>],
     mut errors: Vec<((usize, usize), WriteError)>,
 ) -> Vec<WriteResult> {
     errors.sort_by_key(|(at, _)| *at);
     let mut errors = errors.into_iter().peekable();
     writes
         .iter()
-        .zip(applied)
         .enumerate()
-        .map(|(w, (write, done))| {
+        .map(|(w, write)| {
             let mut own = Vec::new();
             while let Some(((ew, _), _)) = errors.peek() {
                 if *ew != w {
@@ -250,8 +281,9 @@ fn assemble<W: Borrow<Write>>(
                 let ((_, r), e) = errors.next().expect("peeked");
                 own.push((r, e));
             }
+            let done = &applied[offsets[w]..offsets[w + 1]];
             match write.borrow().rows {
-                Rows::One(_) => match (done.first().copied().flatten(), own.pop()) {
+                Rows::One(_) => match (done[0], own.pop()) {
                     (Some(a), _) => WriteResult::One(Ok(a)),
                     (None, Some((_, e))) => WriteResult::One(Err(e)),
                     (None, None) => unreachable!("a single write is either applied or rejected"),

@@ -32,11 +32,10 @@ impl Backend for SqliteBackend {
     fn execute_many(
         &mut self,
         sql: &str,
-        rows: &[Vec<Value>],
-        skip: &dyn Fn(usize) -> bool,
+        rows: &[&[Value]],
         each: &mut dyn FnMut(usize, Result<Applied, BackendError>, bool) -> bool,
     ) {
-        // One prepared statement for every row: the cache lookup is paid once, not per row.
+        // One prepared statement for the whole group: the cache lookup is paid once, not per row.
         let prepared = self
             .conn
             .prepare_cached(sql)
@@ -47,7 +46,7 @@ impl Backend for SqliteBackend {
             Err(e) => {
                 // The statement itself is wrong: every row is rejected with the same error.
                 let open = !self.conn.is_autocommit();
-                for i in (0..rows.len()).filter(|i| !skip(*i)) {
+                for i in 0..rows.len() {
                     if !each(i, Err(e.clone()), open) {
                         return;
                     }
@@ -56,9 +55,6 @@ impl Backend for SqliteBackend {
             }
         };
         for (i, params) in rows.iter().enumerate() {
-            if skip(i) {
-                continue;
-            }
             let result = stmt
                 .execute(rusqlite::params_from_iter(params.iter().map(Bind)))
                 .map(|changes| Applied { changes: changes as u64, last_rowid: self.conn.last_insert_rowid() })

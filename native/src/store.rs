@@ -118,10 +118,11 @@ pub(crate) enum DoneKind {
 }
 
 impl Done {
-    pub(crate) fn complete(mut self, result: WriteResult, batch: u64) {
+    /// Resolves with the write's result; the write goes along, to be freed by its owner.
+    pub(crate) fn complete(mut self, result: WriteResult, batch: u64, write: Write) {
         match self.0.take() {
-            Some(DoneKind::One(slot)) => slot.resolve(writer::one_receipt(result, batch)),
-            Some(DoneKind::Many(slot)) => slot.resolve(Ok(writer::many_outcome(result, batch))),
+            Some(DoneKind::One(slot)) => slot.resolve_keeping(writer::one_receipt(result, batch), Some(write)),
+            Some(DoneKind::Many(slot)) => slot.resolve_keeping(Ok(writer::many_outcome(result, batch)), Some(write)),
             Some(DoneKind::Flush(slot)) => slot.resolve(Ok(())),
             Some(DoneKind::Transaction) | None => {}
         }

@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
-use sqlweir_core::WriteError;
+use sqlweir_core::{Write, WriteError};
 
 /// Where the writer puts a result and the owner finds it.
 pub(crate) struct Slot<T> {
@@ -14,8 +14,13 @@ pub(crate) struct Slot<T> {
 }
 
 enum SlotState<T> {
-    Waiting { waker: Option<Waker>, blocked: bool },
-    Done(Result<T, WriteError>),
+    Waiting {
+        waker: Option<Waker>,
+        blocked: bool,
+    },
+    /// The result, and the write itself: handed back so that its memory is freed on the
+    /// owner's thread when the owner takes the result, not on the writer's.
+    Done(Result<T, WriteError>, Option<Write>),
     Taken,
 }
 
@@ -32,8 +37,13 @@ impl<T> Slot<T> {
 
     /// Stores the result and wakes the owner. Called exactly once, by the writer.
     pub(crate) fn resolve(&self, result: Result<T, WriteError>) {
+        self.resolve_keeping(result, None);
+    }
+
+    /// Like [`resolve`](Self::resolve), also handing over the write, to be dropped by the owner.
+    pub(crate) fn resolve_keeping(&self, result: Result<T, WriteError>, write: Option<Write>) {
         let mut state = lock(&self.state);
-        let previous = std::mem::replace(&mut *state, SlotState::Done(result));
+        let previous = std::mem::replace(&mut *state, SlotState::Done(result, write));
         drop(state);
         if let SlotState::Waiting { waker, blocked } = previous {
             if let Some(w) = waker {
@@ -56,8 +66,12 @@ impl<T> Slot<T> {
                 }
                 Poll::Pending
             }
-            SlotState::Done(_) => match std::mem::replace(&mut *state, SlotState::Taken) {
-                SlotState::Done(r) => Poll::Ready(r),
+            SlotState::Done(..) => match std::mem::replace(&mut *state, SlotState::Taken) {
+                SlotState::Done(r, write) => {
+                    drop(state);
+                    drop(write);
+                    Poll::Ready(r)
+                }
                 _ => unreachable!("matched Done above"),
             },
             SlotState::Taken => panic!("ticket polled after it completed"),
@@ -72,8 +86,12 @@ impl<T> Slot<T> {
                     *blocked = true;
                     state = self.ready.wait(state).unwrap_or_else(PoisonError::into_inner);
                 }
-                SlotState::Done(_) => match std::mem::replace(&mut *state, SlotState::Taken) {
-                    SlotState::Done(r) => return r,
+                SlotState::Done(..) => match std::mem::replace(&mut *state, SlotState::Taken) {
+                    SlotState::Done(r, write) => {
+                        drop(state);
+                        drop(write);
+                        return r;
+                    }
                     _ => unreachable!("matched Done above"),
                 },
                 SlotState::Taken => panic!("ticket waited after it completed"),

@@ -98,13 +98,13 @@ fn resolve(shared: &Shared, batch: Vec<Queued<Pending>>, results: Vec<WriteResul
     let mut writer = shared.writer();
     for q in batch {
         let Pending { op, done } = q.item;
-        if !matches!(op, Op::Write(_)) {
+        let Op::Write(write) = op else {
             // A flush marker: every write accepted before it has now resolved.
             done.flush();
             continue;
-        }
+        };
         writer.record_ack(q.accepted_at, now);
-        done.complete(results.next().expect("apply returns one result per write"), batch_id);
+        done.complete(results.next().expect("apply returns one result per write"), batch_id, write);
     }
 }
 
