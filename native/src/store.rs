@@ -119,13 +119,15 @@ pub(crate) enum DoneKind {
 
 impl Done {
     /// Resolves with the write's result; the write goes along, to be freed by its owner.
-    pub(crate) fn complete(mut self, result: WriteResult, batch: u64, write: Write) {
-        match self.0.take() {
-            Some(DoneKind::One(slot)) => slot.resolve_keeping(writer::one_receipt(result, batch), Some(write)),
-            Some(DoneKind::Many(slot)) => slot.resolve_keeping(Ok(writer::many_outcome(result, batch)), Some(write)),
-            Some(DoneKind::Flush(slot)) => slot.resolve(Ok(())),
-            Some(DoneKind::Transaction) | None => {}
-        }
+    /// Its owner's waker is pushed to `wake`, for the writer to wake after the whole batch.
+    pub(crate) fn complete(mut self, result: WriteResult, batch: u64, write: Write, wake: &mut Vec<Waker>) {
+        let waker = match self.0.take() {
+            Some(DoneKind::One(slot)) => slot.resolve_deferred(writer::one_receipt(result, batch), Some(write)),
+            Some(DoneKind::Many(slot)) => slot.resolve_deferred(Ok(writer::many_outcome(result, batch)), Some(write)),
+            Some(DoneKind::Flush(slot)) => slot.resolve_deferred(Ok(()), None),
+            Some(DoneKind::Transaction) | None => None,
+        };
+        wake.extend(waker);
     }
 
     pub(crate) fn fail(mut self, error: WriteError) {

@@ -42,18 +42,25 @@ impl<T> Slot<T> {
 
     /// Like [`resolve`](Self::resolve), also handing over the write, to be dropped by the owner.
     pub(crate) fn resolve_keeping(&self, result: Result<T, WriteError>, write: Option<Write>) {
+        if let Some(w) = self.resolve_deferred(result, write) {
+            w.wake();
+        }
+    }
+
+    /// Stores the result and hands back the owner's waker instead of waking it, so that the
+    /// writer wakes each task once after a whole batch is resolved: an owner awaiting many
+    /// writes then finds them all done at once, instead of being woken (a syscall and a
+    /// context switch) once per write.
+    pub(crate) fn resolve_deferred(&self, result: Result<T, WriteError>, write: Option<Write>) -> Option<Waker> {
         let mut state = lock(&self.state);
         let previous = std::mem::replace(&mut *state, SlotState::Done(result, write));
         drop(state);
-        if let SlotState::Waiting { waker, blocked } = previous {
-            if let Some(w) = waker {
-                w.wake();
-            }
-            // Only a blocked owner needs the condvar: skipping it saves a syscall per write.
-            if blocked {
-                self.ready.notify_all();
-            }
+        let SlotState::Waiting { waker, blocked } = previous else { return None };
+        // Only a blocked owner needs the condvar: skipping it saves a syscall per write.
+        if blocked {
+            self.ready.notify_all();
         }
+        waker
     }
 
     fn poll(&self, cx: &mut Context<'_>) -> Poll<Result<T, WriteError>> {

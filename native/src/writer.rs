@@ -95,6 +95,7 @@ fn next_batch(shared: &Shared) -> Option<(Vec<Queued<Pending>>, usize)> {
 fn resolve(shared: &Shared, batch: Vec<Queued<Pending>>, results: Vec<WriteResult>, batch_id: u64) {
     let now = shared.now();
     let mut results = results.into_iter();
+    let mut wake = Vec::new();
     let mut writer = shared.writer();
     for q in batch {
         let Pending { op, done } = q.item;
@@ -104,7 +105,12 @@ fn resolve(shared: &Shared, batch: Vec<Queued<Pending>>, results: Vec<WriteResul
             continue;
         };
         writer.record_ack(q.accepted_at, now);
-        done.complete(results.next().expect("apply returns one result per write"), batch_id, write);
+        done.complete(results.next().expect("apply returns one result per write"), batch_id, write, &mut wake);
+    }
+    drop(writer);
+    // Every result is in place before anyone is woken: each waiting task wakes once per batch.
+    for w in wake {
+        w.wake();
     }
 }
 
