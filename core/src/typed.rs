@@ -19,6 +19,13 @@ impl fmt::Display for ShapeError {
 
 impl std::error::Error for ShapeError {}
 
+impl ShapeError {
+    /// An error with this message.
+    pub fn custom_message(message: impl Into<String>) -> Self {
+        ShapeError(message.into())
+    }
+}
+
 impl ser::Error for ShapeError {
     fn custom<T: fmt::Display>(msg: T) -> Self {
         ShapeError(msg.to_string())

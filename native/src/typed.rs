@@ -113,9 +113,15 @@ impl Store {
             Some(a) => self
                 .query(&format!("SELECT * FROM {t} WHERE {k} > ?1 ORDER BY {k} LIMIT ?2"), &[a.clone(), limit_value])?,
         };
-        let key_index = rows.columns.iter().position(|c| c == key);
-        let next = match (key_index, rows.rows.last()) {
-            (Some(i), Some(last)) if rows.rows.len() == limit => Some(last[i].clone()),
+        let Some(key_index) = rows.columns.iter().position(|c| c == key) else {
+            // Without the key among the columns there is no cursor: refuse rather than stop early.
+            return Err(decode(sqlweir_core::ShapeError::custom_message(format!(
+                "key column {key:?} is not a column of {table:?} as SELECT * returns it \
+                 (a hidden rowid is not); page by a declared column such as an INTEGER PRIMARY KEY"
+            ))));
+        };
+        let next = match rows.rows.last() {
+            Some(last) if rows.rows.len() == limit => Some(last[key_index].clone()),
             _ => None,
         };
         let typed = rows

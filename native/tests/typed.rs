@@ -119,7 +119,7 @@ fn a_field_that_is_not_a_column_is_a_clear_error() {
 
 #[test]
 fn pages_visit_every_row_once_while_writes_continue() {
-    #[derive(Deserialize)]
+    #[derive(Deserialize, Debug)]
     struct Row {
         id: i64,
     }
@@ -152,6 +152,8 @@ fn pages_visit_every_row_once_while_writes_continue() {
     assert_eq!(unique.len(), seen.len(), "no row visited twice");
     assert!((1..=1000).all(|id| unique.contains(&id)), "every row present at the start was visited");
     assert!(seen.windows(2).all(|w| w[0] < w[1]), "pages come in key order");
+    let e = store.page::<Row>("events", "rowid", None, 10).unwrap_err();
+    assert!(e.to_string().contains("\"rowid\" is not a column"), "{e}");
 }
 
 #[test]
