@@ -25,6 +25,7 @@ export type ErrorCode =
   | "InUse"
   | "InProgress"
   | "Worker"
+  | "LeaderChanged"
   | "Internal";
 
 /** Every rejection of sqlweir: a real `Error` with a stable code and the SQLite code. */
@@ -38,6 +39,8 @@ export class SqlweirError extends Error {
   readonly holder?: string;
   /** For `InProgress`: since when the lock is held, in ms since the Unix epoch. */
   readonly sinceMs?: number;
+  /** For a failed `transaction`: the index (from 0) of the statement that failed. */
+  readonly statement?: number;
 }
 
 /** Options of `open`. An unknown key is an error. */
@@ -88,6 +91,35 @@ export interface ManyOutcome {
   batch: number;
 }
 
+/**
+ * A row for `insert`, `upsert` and `insertMany`: its own enumerable fields are the columns.
+ * A field that is `undefined` (or absent) is left out: the column keeps its DEFAULT on insert,
+ * and an upsert leaves it unchanged. Other values follow `SqlValue`; anything else rejects with
+ * `InvalidInput` naming the field.
+ */
+export type RowInput = Record<string, SqlValue | undefined>;
+
+/** One statement of a `transaction`. */
+export interface Statement {
+  sql: string;
+  params?: SqlValue[];
+}
+
+/** A committed `transaction`: what each statement did, in order. */
+export interface TransactionOutcome {
+  results: { changes: number; lastRowid: number | bigint }[];
+  /** The batch (transaction) it committed in; no other write shares it. */
+  batch: number;
+}
+
+/** One keyset page. */
+export interface Page<T extends Row = Row> {
+  /** Up to `limit` rows ordered by the key column. */
+  rows: T[];
+  /** The last row's key when the page is full: pass it as `after`. Null when no row follows. */
+  next: SqlResult;
+}
+
 /** Counters and latencies of a database. */
 export interface Metrics {
   queueDepth: number;
@@ -132,14 +164,63 @@ export interface JobStatus {
   runs: { holder: string; startedMs: number; durationMs: number; failure: string | null }[];
 }
 
-/** A database open in the page's sqlweir worker. */
-export interface Database {
+/** This tab's part for a database: it runs it (`"leader"`) or forwards to the tab that does. */
+export type Role = "leader" | "follower";
+
+/** Dispatched on a `Database` when this tab's role changes (a follower took over). */
+export interface RoleChangeEvent extends CustomEvent<{ role: Role }> {
+  readonly type: "rolechange";
+}
+
+/**
+ * A database open in the page's sqlweir worker, or, in a follower tab, in the leader tab's
+ * (see the README's "Several tabs"). Dispatches `rolechange` when this tab starts leading.
+ */
+export interface Database extends EventTarget {
   /** The name it was opened with. */
   readonly name: string;
+  /** Whether this tab runs the database (`"leader"`) or forwards its calls to the tab that does. */
+  readonly role: Role;
+  /** Calls `listener` with the new role when it changes; returns a function that stops it. */
+  onRoleChange(listener: (role: Role) => void): () => void;
+  addEventListener(type: "rolechange", listener: (event: RoleChangeEvent) => void, options?: boolean | AddEventListenerOptions): void;
+  addEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | AddEventListenerOptions): void;
   /** Writes one statement; resolves once its batch has committed. */
   write(sql: string, params?: SqlValue[]): Promise<Receipt>;
   /** Writes many parameter rows for one statement; resolves once committed, with the rows rejected alone. */
   writeMany(sql: string, rows: SqlValue[][]): Promise<ManyOutcome>;
+  /**
+   * Inserts `row` into `table` (columns from its fields, identifiers quoted); resolves once its
+   * batch has committed. A field that is not a column rejects with `Sql` naming it.
+   */
+  insert(table: string, row: RowInput): Promise<Receipt>;
+  /**
+   * Inserts `row`, or, when it conflicts on `conflictColumns` (a PRIMARY KEY or UNIQUE column
+   * set, which must be fields of the row), updates the row's other fields in place: no
+   * duplicate. With only the conflict columns as fields it does nothing on a conflict.
+   */
+  upsert(table: string, row: RowInput, conflictColumns: string | string[]): Promise<Receipt>;
+  /**
+   * Inserts rows that all have the first row's fields (in any order) as one queue entry; resolves
+   * like `writeMany`, with the rows rejected alone. No rows resolves with `{ committed: 0, rejected: [], batch: 0 }`.
+   */
+  insertMany(table: string, rows: RowInput[]): Promise<ManyOutcome>;
+  /**
+   * Keyset pagination: up to `limit` (default 100, at most 100,000) rows of `table` whose `key`
+   * column is greater than `after` (from the start when null), ordered by `key`. Each page costs
+   * the same, and with a key that only grows (an INTEGER PRIMARY KEY) rows written meanwhile are
+   * neither skipped nor repeated. `next` is null once a page is not full.
+   */
+  page<T extends Row = Row>(table: string, key: string, options?: { after?: SqlValue | null; limit?: number }): Promise<Page<T>>;
+  /**
+   * Runs the statements in one `BEGIN IMMEDIATE` transaction on the writer, alone between
+   * batches: all of them commit or none does. A failing statement rolls everything back and
+   * rejects with its error (`statement` says which). Lock contention retries the whole list.
+   * Not a closure: the statements cannot read each other's results from JavaScript, so decide in
+   * SQL (`SET n = n + 1`, `INSERT ... SELECT`, `WHERE` guards). Passing a function rejects with
+   * `InvalidInput`.
+   */
+  transaction(statements: Statement[]): Promise<TransactionOutcome>;
   /** Runs a read-only statement between batches. A read issued after a write's ack sees it. */
   query<T extends Row = Row>(sql: string, params?: SqlValue[]): Promise<T[]>;
   /** Resolves when every write issued before it has settled. */

@@ -114,10 +114,379 @@ class Connection {
 
 let shared = null;
 
+// Several tabs (docs/multitab.md). The OPFS pool admits one worker at a time, so one tab per pool
+// directory leads: it holds the Web Lock `sqlweir:<directory>` for its whole life and runs the
+// worker; the other tabs are followers and forward every call and write to it over the
+// BroadcastChannel of the same name. When the leader's tab goes away the browser releases the
+// lock, the next waiting tab takes it and leads, and calls in flight are resent (if they change
+// nothing) or rejected with `LeaderChanged` (if they might have been applied).
+
+const DEFAULT_DIRECTORY = ".sqlweir";
+/** Calls a new leader may run again without harm: they change nothing. */
+const RESENDABLE = new Set(["open", "query", "page", "flush", "metrics", "health", "jobStatus"]);
+const CANNOT_SEND =
+  "invalid input: a parameter cannot be sent to the worker; use number, bigint, string, boolean, null or Uint8Array";
+
+function leaderChanged(what) {
+  return new SqlweirError(
+    `leader changed: the tab running the database went away before answering, so this ${what} may or may not have been applied; retry it (make such writes idempotent)`,
+    "LeaderChanged",
+  );
+}
+
+/** An error as a plain object, for a channel (structured clone drops an Error's own fields). */
+function plainError(e) {
+  const err = toError(e);
+  const out = { name: err.name, message: err.message, code: err.code, sqliteCode: err.sqliteCode ?? null };
+  for (const [key, value] of Object.entries(err)) if (!(key in out)) out[key] = value;
+  return out;
+}
+
+function plainValue(value) {
+  if (value && Array.isArray(value.rejected)) {
+    return { ...value, rejected: value.rejected.map(({ index, error }) => ({ index, error: plainError(error) })) };
+  }
+  return value;
+}
+
+/** This page's end of one pool directory: leader (runs the worker) or follower (forwards). */
+class Hub {
+  constructor(directory) {
+    this.id = globalThis.crypto?.randomUUID?.() ?? `${Date.now()}-${Math.random()}`;
+    this.directory = directory;
+    this.role = null;
+    this.leader = null;
+    this.epoch = 0;
+    this.conn = null;
+    this.nextId = 1;
+    this.writes = new Map(); // this page's writes: id -> { resolve, reject, sentTo }
+    this.calls = new Map(); // this page's calls: id -> { resolve, reject, op, fields, sentTo }
+    this.dbs = new Map(); // this page's open databases: name -> { options, database }
+    this.entries = new Map(); // leader: databases open in the worker: name -> { id, ready, users }
+    this.waiting = []; // follower: what waits for a leader to be known
+    this.outbox = new Map(); // leader: follower id -> settled writes, flat [id, ok, value, ...]
+    this.channel = new BroadcastChannel(`sqlweir:${directory}`);
+    this.channel.onmessage = (event) => this.receive(event.data);
+    this.ready = this.elect();
+  }
+
+  get broken() {
+    return this.role === "leader" ? (this.conn?.broken ?? null) : null;
+  }
+
+  async elect() {
+    const locks = globalThis.navigator?.locks;
+    if (!locks) {
+      this.becomeLeader(); // no Web Locks: one tab at a time, as without multi-tab support
+      return;
+    }
+    const name = `sqlweir:${this.directory}`;
+    const first = await new Promise((resolve, reject) => {
+      locks
+        .request(name, { ifAvailable: true }, (lock) => {
+          resolve(lock !== null);
+          return lock ? new Promise(() => {}) : undefined; // held for the page's life
+        })
+        .catch(reject);
+    });
+    if (first) {
+      this.becomeLeader();
+      return;
+    }
+    this.role = "follower";
+    this.post({ t: "hello" });
+    locks
+      .request(name, () => {
+        this.becomeLeader();
+        return new Promise(() => {});
+      })
+      .catch((e) => console.warn("sqlweir: waiting for the leader lock failed", e));
+  }
+
+  becomeLeader() {
+    const previous = this.role;
+    const old = this.leader;
+    this.role = "leader";
+    this.leader = this.id;
+    this.epoch += 1;
+    if (!shared) shared = new Connection();
+    this.conn = shared;
+    this.post({ t: "leader", epoch: this.epoch });
+    // This page's own databases open first, then what was waiting or in flight runs here.
+    for (const [name, { options }] of this.dbs) {
+      this.openEntry(name, options, this.id).catch((e) => console.warn(`sqlweir: reopening ${name} failed`, e));
+    }
+    this.redirect(old);
+    if (previous === "follower") this.announce();
+  }
+
+  announce() {
+    for (const { database } of this.dbs.values()) {
+      database?.dispatchEvent(new CustomEvent("rolechange", { detail: { role: this.role } }));
+    }
+  }
+
+  /** After a leader change: settles or resends what was in flight to `old`, then runs what waited. */
+  redirect(old) {
+    if (old !== null) {
+      for (const [id, w] of this.writes) {
+        if (w.sentTo !== old) continue;
+        this.writes.delete(id);
+        w.reject(leaderChanged("write"));
+      }
+      for (const [id, c] of this.calls) {
+        if (c.sentTo !== old) continue;
+        if (c.op === "close") {
+          this.calls.delete(id);
+          c.resolve(undefined); // the tab that had it open is gone: nothing is left to close
+        } else if (RESENDABLE.has(c.op)) {
+          c.sentTo = null;
+          this.waiting.push({ call: id });
+        } else {
+          this.calls.delete(id);
+          c.reject(leaderChanged(`${c.op} call`));
+        }
+      }
+    }
+    const waiting = this.waiting;
+    this.waiting = [];
+    if (this.role === "follower") {
+      for (const [name, { options }] of this.dbs) {
+        this.call("open", { db: name, name, options }).catch((e) => console.warn(`sqlweir: reopening ${name} failed`, e));
+      }
+    }
+    for (const action of waiting) this.dispatch(action);
+  }
+
+  // The interface `Database` uses: nextId, writes, broken, call, sendWrites.
+
+  call(op, fields = {}) {
+    const id = this.nextId++;
+    if (op === "close") this.dbs.delete(fields.db);
+    // Job-lock tokens are numbered per worker: one from an earlier leader must not release
+    // whatever lock the new leader gave the same number.
+    if (op === "unlock" && fields.token?.leader !== undefined) {
+      if (fields.token.leader !== this.leader) return Promise.resolve(false);
+      fields = { ...fields, token: fields.token.token };
+    }
+    const c = { op, fields, sentTo: null };
+    const done = new Promise((resolve, reject) => {
+      Object.assign(c, { resolve, reject });
+      this.calls.set(id, c);
+      this.dispatch({ call: id });
+    });
+    return op === "lock" ? done.then((token) => ({ leader: c.sentTo, token })) : done;
+  }
+
+  sendWrites(name, items) {
+    this.dispatch({ writes: name, items });
+  }
+
+  dispatch(action) {
+    if (this.role === "leader") {
+      if (action.call === undefined) {
+        this.submit(action.writes, action.items, (id) => this.ownWrite(id));
+        return;
+      }
+      const c = this.calls.get(action.call);
+      if (!c) return;
+      this.calls.delete(action.call);
+      c.sentTo = this.id;
+      this.run(c.op, c.fields, this.id).then(c.resolve, c.reject);
+    } else if (this.leader === null) {
+      this.waiting.push(action);
+    } else if (action.call !== undefined) {
+      const c = this.calls.get(action.call);
+      if (!c) return;
+      c.sentTo = this.leader;
+      this.post({ t: "req", to: this.leader, rid: action.call, op: c.op, fields: c.fields });
+    } else {
+      for (const [id] of action.items) {
+        const w = this.writes.get(id);
+        if (w) w.sentTo = this.leader;
+      }
+      this.forwardWrites(action.writes, action.items);
+    }
+  }
+
+  /** Follower: one tick's writes to the leader; values that cannot be cloned are refused alone. */
+  forwardWrites(name, items) {
+    try {
+      this.post({ t: "writes", to: this.leader, db: name, items });
+      return;
+    } catch {
+      // One value could not be cloned: find it, send the rest.
+    }
+    const good = [];
+    for (const item of items) {
+      try {
+        structuredClone(item);
+        good.push(item);
+      } catch {
+        const w = this.writes.get(item[0]);
+        this.writes.delete(item[0]);
+        w?.reject(new SqlweirError(CANNOT_SEND, "InvalidInput"));
+      }
+    }
+    if (good.length) this.post({ t: "writes", to: this.leader, db: name, items: good });
+  }
+
+  ownWrite(id) {
+    const settle = (ok) => (value) => {
+      const w = this.writes.get(id);
+      if (!w) return;
+      this.writes.delete(id);
+      if (ok) w.resolve(value);
+      else w.reject(value);
+    };
+    return { resolve: settle(true), reject: settle(false) };
+  }
+
+  // Leader: the databases open in the worker, shared by every tab that opened them.
+
+  /** Runs a call of `user` (a tab id) on the worker. */
+  run(op, fields, user) {
+    const { db: name, ...rest } = fields;
+    if (op === "open") return this.openEntry(name, fields.options, user).then(() => name);
+    if (op === "close") return this.closeEntry(name, user);
+    const entry = this.entries.get(name);
+    if (!entry) return Promise.reject(closedError());
+    const go = (id) => this.conn.call(op, { ...rest, db: id });
+    return entry.id !== null ? go(entry.id) : entry.ready.then(go);
+  }
+
+  openEntry(name, options, user) {
+    let entry = this.entries.get(name);
+    if (!entry) {
+      entry = { id: null, users: new Set() };
+      entry.ready = this.conn.call("open", { name, options }).then(
+        (id) => (entry.id = id),
+        (e) => {
+          if (this.entries.get(name) === entry) this.entries.delete(name);
+          throw e;
+        },
+      );
+      this.entries.set(name, entry);
+    }
+    entry.users.add(user);
+    return entry.ready;
+  }
+
+  closeEntry(name, user) {
+    const entry = this.entries.get(name);
+    if (!entry) return Promise.resolve();
+    entry.users.delete(user);
+    // Another tab still uses it: let this tab's writes settle, keep it open.
+    if (entry.users.size > 0) return entry.ready.then((id) => this.conn.call("flush", { db: id }));
+    this.entries.delete(name);
+    return entry.ready.then(
+      (id) => this.conn.call("close", { db: id }),
+      () => undefined,
+    );
+  }
+
+  /** Sends writes `[id, ...]` to the worker; `waiterFor(id)` settles each. Keeps their order. */
+  submit(name, items, waiterFor) {
+    const entry = this.entries.get(name);
+    const refuse = (e) => {
+      for (const [id] of items) waiterFor(id).reject(toError(e));
+    };
+    if (!entry) return refuse(closedError());
+    const go = (db) => {
+      const conn = this.conn;
+      if (conn.broken) return refuse(conn.broken);
+      const mapped = items.map(([id, ...write]) => {
+        const workerId = conn.nextId++;
+        conn.writes.set(workerId, waiterFor(id));
+        return [workerId, ...write];
+      });
+      conn.sendWrites(db, mapped);
+    };
+    if (entry.id !== null) go(entry.id);
+    else entry.ready.then(go, refuse);
+  }
+
+  reply(to, id, ok, value) {
+    if (this.outbox.size === 0) queueMicrotask(() => this.flushOutbox());
+    let out = this.outbox.get(to);
+    if (!out) this.outbox.set(to, (out = []));
+    out.push(id, ok, value);
+  }
+
+  flushOutbox() {
+    for (const [to, r] of this.outbox) this.post({ t: "settled", to, r });
+    this.outbox.clear();
+  }
+
+  post(message) {
+    this.channel.postMessage({ ...message, from: this.id });
+  }
+
+  receive(m) {
+    switch (m.t) {
+      case "hello":
+        if (this.role === "leader") this.post({ t: "leader", epoch: this.epoch });
+        return;
+      case "leader": {
+        if (m.epoch < this.epoch || this.role === "leader") return;
+        this.epoch = m.epoch;
+        if (m.from === this.leader) return;
+        const old = this.leader;
+        this.leader = m.from;
+        this.redirect(old);
+        return;
+      }
+      case "req":
+        if (m.to !== this.id || this.role !== "leader") return;
+        this.run(m.op, m.fields, m.from).then(
+          (value) => this.post({ t: "res", to: m.from, rid: m.rid, ok: true, value: plainValue(value) }),
+          (e) => this.post({ t: "res", to: m.from, rid: m.rid, ok: false, error: plainError(e) }),
+        );
+        return;
+      case "writes":
+        if (m.to !== this.id || this.role !== "leader") return;
+        this.submit(m.db, m.items, (id) => ({
+          resolve: (value) => this.reply(m.from, id, true, plainValue(value)),
+          reject: (e) => this.reply(m.from, id, false, plainError(e)),
+        }));
+        return;
+      case "res": {
+        if (m.to !== this.id) return;
+        const c = this.calls.get(m.rid);
+        if (!c) return;
+        this.calls.delete(m.rid);
+        if (m.ok) c.resolve(m.value);
+        else c.reject(toError(m.error));
+        return;
+      }
+      case "settled": {
+        if (m.to !== this.id) return;
+        const r = m.r;
+        for (let i = 0; i < r.length; i += 3) {
+          const w = this.writes.get(r[i]);
+          if (!w) continue;
+          this.writes.delete(r[i]);
+          if (r[i + 1]) w.resolve(settledValue(r[i + 2]));
+          else w.reject(toError(r[i + 2]));
+        }
+        return;
+      }
+      default:
+    }
+  }
+}
+
+const hubs = new Map();
+
+
+/** What a queued item asks the worker for, after `false` (write) and `true` (writeMany). */
+const WRITE_KIND = { insert: 2, upsert: 3, insertMany: 4, transaction: 5 };
+
 /**
- * A database open in the page's sqlweir worker.
+ * A database open in the page's sqlweir worker, or, in a follower tab, in the leader tab's.
+ * Dispatches `rolechange` when this tab starts leading.
  */
-class Database {
+class Database extends EventTarget {
   #conn;
   #db;
   #name;
@@ -126,6 +495,7 @@ class Database {
   #closed = false;
 
   constructor(conn, db, name) {
+    super();
     this.#conn = conn;
     this.#db = db;
     this.#name = name;
@@ -136,6 +506,18 @@ class Database {
     return this.#name;
   }
 
+  /** "leader" when this tab runs the database, "follower" when it forwards to the tab that does. */
+  get role() {
+    return this.#conn.role;
+  }
+
+  /** Calls `listener(role)` when this tab's role changes; returns a function that stops it. */
+  onRoleChange(listener) {
+    const handler = (event) => listener(event.detail.role);
+    this.addEventListener("rolechange", handler);
+    return () => this.removeEventListener("rolechange", handler);
+  }
+
   write(sql, params = []) {
     return this.#enqueue(sql, params, false);
   }
@@ -144,13 +526,53 @@ class Database {
     return this.#enqueue(sql, rows, true);
   }
 
-  #enqueue(sql, params, many) {
+  /** Inserts `row`, an object whose fields are columns; resolves like `write`. */
+  insert(table, row) {
+    return this.#enqueue(table, row, WRITE_KIND.insert);
+  }
+
+  /** Inserts `row`, or updates its other fields in the row it conflicts with on `conflictColumns`. */
+  upsert(table, row, conflictColumns) {
+    return this.#enqueue(table, row, WRITE_KIND.upsert, conflictColumns);
+  }
+
+  /** Inserts row objects of one shape as one entry of the queue; resolves like `writeMany`. */
+  insertMany(table, rows) {
+    return this.#enqueue(table, rows, WRITE_KIND.insertMany);
+  }
+
+  /**
+   * Runs `[{ sql, params }, ...]` in one transaction on the writer, alone between batches: all
+   * commit or none does. Not a closure: see the README's Transactions section.
+   */
+  transaction(statements) {
+    if (typeof statements === "function") {
+      return Promise.reject(
+        new SqlweirError(
+          "invalid input: transaction takes an array of { sql, params } statements, not a function: a closure cannot run inside the worker's transaction; decide in SQL (see the README)",
+          "InvalidInput",
+        ),
+      );
+    }
+    return this.#enqueue(null, statements, WRITE_KIND.transaction);
+  }
+
+  /** One keyset page of `table` ordered by the column `key`: `{ rows, next }`, `next` null at the end. */
+  page(table, key, { after = null, limit = 100 } = {}) {
+    if (this.#closed) return Promise.reject(closedError());
+    if (typeof table !== "string" || typeof key !== "string") {
+      return Promise.reject(new SqlweirError("invalid input: page takes the table and key column names as strings", "InvalidInput"));
+    }
+    return this.#call("page", { table, key, after, limit });
+  }
+
+  #enqueue(sql, params, many, extra) {
     if (this.#closed) return Promise.reject(closedError());
     const conn = this.#conn;
     if (conn.broken) return Promise.reject(conn.broken);
     const id = conn.nextId++;
     const promise = new Promise((resolve, reject) => conn.writes.set(id, { resolve, reject }));
-    this.#pending.push([id, sql, params, many]);
+    this.#pending.push(extra === undefined ? [id, sql, params, many] : [id, sql, params, many, extra]);
     if (!this.#scheduled) {
       this.#scheduled = true;
       queueMicrotask(() => this.#sendPending());
@@ -242,8 +664,21 @@ export async function open(name, options = {}) {
   if (typeof name !== "string" || name === "") {
     throw new SqlweirError("invalid input: the database name must be a non-empty string", "InvalidInput");
   }
-  if (!shared) shared = new Connection();
-  const conn = shared;
-  const db = await conn.call("open", { name, options });
-  return new Database(conn, db, name);
+  const directory = typeof options?.directory === "string" ? options.directory : DEFAULT_DIRECTORY;
+  let hub = hubs.get(directory);
+  if (!hub) hubs.set(directory, (hub = new Hub(directory)));
+  await hub.ready;
+  if (hub.dbs.has(name)) {
+    throw new SqlweirError(`${name} is already open in this page; share the handle from the first open, or close it first`, "InUse");
+  }
+  const slot = { options, database: null };
+  hub.dbs.set(name, slot);
+  try {
+    await hub.call("open", { db: name, name, options });
+  } catch (e) {
+    if (hub.dbs.get(name) === slot) hub.dbs.delete(name);
+    throw e;
+  }
+  slot.database = new Database(hub, name, name);
+  return slot.database;
 }

@@ -34,6 +34,7 @@ const calls = {
     return id;
   },
   query: ({ db, sql, params }) => database(db).query(sql, params),
+  page: ({ db, table, key, after, limit }) => database(db).page(table, key, after, limit),
   flush: ({ db }) => database(db).flush(),
   async close({ db }) {
     const handle = databases.get(db);

@@ -10,14 +10,66 @@ use std::time::Duration;
 
 use js_sys::{Array, Function, Promise};
 use serde::Serialize;
-use sqlweir_core::{HealthStatus, JobOutcome, Write, WriteError};
+use sqlweir_core::{HealthStatus, JobOutcome, Value, Write, WriteError, insert_sql, quote_identifier, upsert_sql};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
-use crate::convert::{acked_to_js, error_to_js, params_from_js, rows_from_js, rows_to_js, value_from_js};
-use crate::error::{Coded, OpenError};
+use crate::convert::{
+    acked_to_js, error_to_js, many_rows_from_js, names_from_js, params_from_js, row_from_js, rows_from_js, rows_to_js,
+    statements_from_js, value_from_js, value_to_js,
+};
+use crate::error::{Coded, OpenError, QueryError};
 use crate::options::Options;
-use crate::store::{Settled, Store, Ticket};
+use crate::store::{Acked, ManyOutcome, Op, Settled, Store, Ticket};
+
+/// What a main-thread write item asks for (its fourth element).
+mod kind {
+    pub(super) const WRITE: u8 = 0;
+    pub(super) const WRITE_MANY: u8 = 1;
+    pub(super) const INSERT: u8 = 2;
+    pub(super) const UPSERT: u8 = 3;
+    pub(super) const INSERT_MANY: u8 = 4;
+    pub(super) const TRANSACTION: u8 = 5;
+}
+
+/// Largest page `page` returns.
+const PAGE_LIMIT_MAX: f64 = 100_000.0;
+
+fn invalid(e: impl std::fmt::Display) -> WriteError {
+    WriteError::InvalidInput { message: e.to_string() }
+}
+
+/// The queue entry of one main-thread item: `target` is the SQL (writes) or the table (typed
+/// writes); `Ok(None)` when there is nothing to write (an `insertMany` of no rows).
+fn op_from_js(kind: u8, target: Option<String>, payload: &JsValue, extra: &JsValue) -> Result<Option<Op>, WriteError> {
+    let text = move |what: &str| target.ok_or_else(|| invalid(format!("{what} must be a string")));
+    let op = match kind {
+        kind::WRITE => Op::Write(Write::one(text("sql")?, params_from_js(payload)?)),
+        kind::WRITE_MANY => Op::Write(Write::many(text("sql")?, rows_from_js(payload)?)),
+        kind::INSERT => {
+            let row = row_from_js(payload)?;
+            Op::Write(Write::one(insert_sql(&text("the table")?, &row.columns).map_err(invalid)?, row.values))
+        }
+        kind::UPSERT => {
+            let row = row_from_js(payload)?;
+            let conflict = names_from_js(extra)?;
+            let conflict: Vec<&str> = conflict.iter().map(String::as_str).collect();
+            let sql = upsert_sql(&text("the table")?, &row.columns, &conflict).map_err(invalid)?;
+            Op::Write(Write::one(sql, row.values))
+        }
+        kind::INSERT_MANY => {
+            let table = text("the table")?;
+            let Some((columns, rows)) = many_rows_from_js(payload)? else { return Ok(None) };
+            Op::Write(Write::many(insert_sql(&table, &columns).map_err(invalid)?, rows))
+        }
+        kind::TRANSACTION => Op::Transaction(statements_from_js(payload)?),
+        other => return Err(invalid(format!("unknown write kind {other}"))),
+    };
+    Ok(Some(op))
+}
+
+/// An `insertMany` of no rows: nothing to commit.
+const NOTHING: Acked = Acked::Many(ManyOutcome { committed: 0, rejected: Vec::new(), batch: 0 });
 
 /// An open database in this worker.
 #[wasm_bindgen]
@@ -46,7 +98,7 @@ impl Database {
     /// Writes one statement; resolves with `{ changes, lastRowid, batch }` after its batch commits.
     pub fn write(&self, sql: String, params: &JsValue) -> Promise {
         let store = self.store.clone();
-        let write = params_from_js(params).map(|p| Write::one(sql, p));
+        let write = params_from_js(params).map(|p| Op::Write(Write::one(sql, p)));
         future_to_promise(async move {
             let acked = store.write_any(write.map_err(|e| js(&e))?).await.map_err(|e| js(&e))?;
             Ok(acked_to_js(&acked, false))
@@ -57,30 +109,64 @@ impl Database {
     #[wasm_bindgen(js_name = writeMany)]
     pub fn write_many(&self, sql: String, rows: &JsValue) -> Promise {
         let store = self.store.clone();
-        let write = rows_from_js(rows).map(|r| Write::many(sql, r));
+        let write = rows_from_js(rows).map(|r| Op::Write(Write::many(sql, r)));
         future_to_promise(async move {
             let acked = store.write_any(write.map_err(|e| js(&e))?).await.map_err(|e| js(&e))?;
             Ok(acked_to_js(&acked, false))
         })
     }
 
-    /// Accepts writes sent by the main thread: each item is `[id, sql, params, many]`. Returns
-    /// the refused ones at once, flat as `[id, false, error, ...]`; the others settle through the
-    /// `onSettled` listener.
+    /// Inserts `row` (an object of fields) into `table`; resolves like `write`.
+    pub fn insert(&self, table: &JsValue, row: &JsValue) -> Promise {
+        self.promise(op_from_js(kind::INSERT, table.as_string(), row, &JsValue::UNDEFINED))
+    }
+
+    /// Inserts `row`, or updates its other fields in the row it conflicts with on `conflict`.
+    pub fn upsert(&self, table: &JsValue, row: &JsValue, conflict: &JsValue) -> Promise {
+        self.promise(op_from_js(kind::UPSERT, table.as_string(), row, conflict))
+    }
+
+    /// Inserts row objects of one shape; resolves like `writeMany`.
+    #[wasm_bindgen(js_name = insertMany)]
+    pub fn insert_many(&self, table: &JsValue, rows: &JsValue) -> Promise {
+        self.promise(op_from_js(kind::INSERT_MANY, table.as_string(), rows, &JsValue::UNDEFINED))
+    }
+
+    /// Runs `[{ sql, params }, ...]` in one transaction, all or nothing; resolves with
+    /// `{ results: [{ changes, lastRowid }], batch }`.
+    pub fn transaction(&self, statements: &JsValue) -> Promise {
+        self.promise(op_from_js(kind::TRANSACTION, None, statements, &JsValue::UNDEFINED))
+    }
+
+    fn promise(&self, op: Result<Option<Op>, WriteError>) -> Promise {
+        let store = self.store.clone();
+        future_to_promise(async move {
+            let acked = match op.map_err(|e| js(&e))? {
+                Some(op) => store.write_any(op).await.map_err(|e| js(&e))?,
+                None => NOTHING,
+            };
+            Ok(acked_to_js(&acked, false))
+        })
+    }
+
+    /// Accepts writes sent by the main thread: each item is `[id, target, payload, kind, extra]`
+    /// (`kind`: 0 or false write, 1 or true writeMany, 2 insert, 3 upsert, 4 insertMany, 5 transaction; `target`
+    /// is the SQL or the table; `extra` the upsert's conflict columns). Returns the refused ones
+    /// at once, flat as `[id, false, error, ...]`; the others settle through the `onSettled`
+    /// listener.
     pub fn submit(&self, items: &Array) -> Result<Array, JsValue> {
         let refused = Array::new();
         for item in items.iter() {
             let item: Array =
-                item.dyn_into().map_err(|_| JsValue::from_str("submit takes [id, sql, params, many] items"))?;
+                item.dyn_into().map_err(|_| JsValue::from_str("submit takes [id, target, payload, kind] items"))?;
             let id = item.get(0).as_f64().ok_or_else(|| JsValue::from_str("a write's id must be a number"))?;
-            let write = match item.get(1).as_string() {
-                None => Err(WriteError::InvalidInput { message: "sql must be a string".into() }),
-                Some(sql) if item.get(3).is_truthy() => rows_from_js(&item.get(2)).map(|r| Write::many(sql, r)),
-                Some(sql) => params_from_js(&item.get(2)).map(|p| Write::one(sql, p)),
-            };
-            let settled = match write {
-                Ok(write) => self.store.submit(write, Ticket::Id(id)),
-                Err(e) => Err(Settled { id, result: Err(e) }),
+            // `false` and `true` are write and writeMany; the typed writes use numbers.
+            let kind = item.get(3);
+            let kind = kind.as_f64().map_or(if kind.is_truthy() { kind::WRITE_MANY } else { kind::WRITE }, |k| k as u8);
+            let settled = match op_from_js(kind, item.get(1).as_string(), &item.get(2), &item.get(4)) {
+                Ok(Some(op)) => self.store.submit(op, Ticket::Id(id)),
+                Ok(None) => Err(Settled { id, result: Ok(NOTHING) }),
+                Err(e) => Err(Settled { id, result: Err(e.into()) }),
             };
             if let Err(s) = settled {
                 push_settled(&refused, &s);
@@ -109,6 +195,42 @@ impl Database {
         let params = params_from_js(params).map_err(|e| js(&e))?;
         let found = self.store.query(sql, &params).map_err(|e| js(&e))?;
         rows_to_js(&found)
+    }
+
+    /// One page of `table` in keyset order of the column `key`: up to `limit` rows whose key is
+    /// greater than `after` (from the start when null or undefined), as
+    /// `{ rows, next }`; `next` is the last row's key when the page is full, else null.
+    pub fn page(&self, table: &str, key: &str, after: &JsValue, limit: f64) -> Result<JsValue, JsValue> {
+        let bad = |message: String| js(&QueryError::InvalidInput { message });
+        if !(1.0..=PAGE_LIMIT_MAX).contains(&limit) || limit.fract() != 0.0 {
+            return Err(bad(format!("limit must be a whole number from 1 to {PAGE_LIMIT_MAX}, got {limit}")));
+        }
+        let limit = limit as usize;
+        let (t, k) = (
+            quote_identifier(table).map_err(|e| bad(e.to_string()))?,
+            quote_identifier(key).map_err(|e| bad(e.to_string()))?,
+        );
+        let limit_value = Value::Integer(limit as i64);
+        let found = if after.is_undefined() || after.is_null() {
+            self.store.query(&format!("SELECT * FROM {t} ORDER BY {k} LIMIT ?1"), &[limit_value])
+        } else {
+            let after = value_from_js(after).map_err(|why| bad(format!("after: {why}")))?;
+            self.store.query(&format!("SELECT * FROM {t} WHERE {k} > ?1 ORDER BY {k} LIMIT ?2"), &[after, limit_value])
+        }
+        .map_err(|e| js(&e))?;
+        let next = match (found.rows.last(), found.columns.iter().position(|c| c == key)) {
+            (Some(last), Some(at)) if found.rows.len() == limit => value_to_js(&last[at]),
+            (Some(_), None) => {
+                return Err(bad(format!(
+                    "key {key:?} is not a column of {table:?} (SELECT * does not return it); page by one of its columns"
+                )));
+            }
+            _ => JsValue::NULL,
+        };
+        let out = js_sys::Object::new();
+        js_sys::Reflect::set(&out, &"rows".into(), &rows_to_js(&found)?.into())?;
+        js_sys::Reflect::set(&out, &"next".into(), &next)?;
+        Ok(out.into())
     }
 
     /// Resolves when every write accepted before the call has settled.

@@ -2,12 +2,12 @@
 //! out.
 
 use js_sys::{Array, BigInt, Object, Reflect, Uint8Array};
-use sqlweir_core::{Value, WriteError};
+use sqlweir_core::{RowData, Value, Write, WriteError};
 use wasm_bindgen::{JsCast, JsValue};
 
 use crate::error::Coded;
 use crate::sqlite::QueryRows;
-use crate::store::{Acked, ManyOutcome, Receipt};
+use crate::store::{Acked, ManyOutcome, Receipt, TxOutcome};
 
 /// Largest integer a JavaScript number holds exactly (2^53 - 1).
 const MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
@@ -90,6 +90,126 @@ pub(crate) fn rows_from_js(rows: &JsValue) -> Result<Vec<Vec<Value>>, WriteError
         .collect()
 }
 
+/// A row object: its own enumerable fields become columns, in the object's key order. A field
+/// whose value is `undefined` is left out (the column keeps its default, an upsert leaves it
+/// unchanged); every other value follows [`value_from_js`], and a refused one names its field.
+/// Arrays, `Map`, `Set`, `Date` and typed arrays are not rows.
+pub(crate) fn row_from_js(row: &JsValue) -> Result<RowData, WriteError> {
+    if !row.is_object()
+        || Array::is_array(row)
+        || js_sys::ArrayBuffer::is_view(row)
+        || row.is_instance_of::<js_sys::Map>()
+        || row.is_instance_of::<js_sys::Set>()
+        || row.is_instance_of::<js_sys::Date>()
+    {
+        return Err(invalid(format!("a row must be an object of fields, got {}", describe(row))));
+    }
+    let entries = Object::entries(row.unchecked_ref());
+    let mut data = RowData { columns: Vec::with_capacity(entries.length() as usize), values: Vec::new() };
+    data.values.reserve(entries.length() as usize);
+    for entry in entries.iter() {
+        let entry: Array = entry.unchecked_into();
+        let value = entry.get(1);
+        if value.is_undefined() {
+            continue;
+        }
+        let name = entry.get(0).as_string().unwrap_or_default();
+        match value_from_js(&value) {
+            Ok(v) => {
+                data.columns.push(name);
+                data.values.push(v);
+            }
+            Err(why) => return Err(invalid(format!("field {name:?}: {why}"))),
+        }
+    }
+    Ok(data)
+}
+
+/// Columns, and each row's values in their order.
+type ManyRows = (Vec<String>, Vec<Vec<Value>>);
+
+/// The rows of an `insertMany`: every row must have the first row's fields (in any order).
+/// Returns the first row's columns and each row's values in that order; `None` for no rows.
+pub(crate) fn many_rows_from_js(rows: &JsValue) -> Result<Option<ManyRows>, WriteError> {
+    let Some(array) = rows.dyn_ref::<Array>() else {
+        return Err(invalid(format!("rows must be an array of row objects, got {}", describe(rows))));
+    };
+    let mut columns: Option<Vec<String>> = None;
+    let mut values = Vec::with_capacity(array.length() as usize);
+    for (i, row) in array.iter().enumerate() {
+        let data = row_from_js(&row).map_err(|e| match e {
+            WriteError::InvalidInput { message } => invalid(format!("row {i}, {message}")),
+            other => other,
+        })?;
+        match &columns {
+            None => {
+                columns = Some(data.columns);
+                values.push(data.values);
+            }
+            Some(first) if *first == data.columns => values.push(data.values),
+            Some(first) => values.push(reorder(first, data, i)?),
+        }
+    }
+    Ok(columns.map(|c| (c, values)))
+}
+
+/// A row's values in the order of `first`, or which field differs.
+fn reorder(first: &[String], data: RowData, row: usize) -> Result<Vec<Value>, WriteError> {
+    if let Some(extra) = data.columns.iter().find(|c| !first.contains(c)) {
+        return Err(invalid(format!(
+            "row {row} has field {extra:?} that row 0 has not; insertMany needs every row to have the same fields"
+        )));
+    }
+    let mut slots: Vec<Option<Value>> = data.values.into_iter().map(Some).collect();
+    first
+        .iter()
+        .map(|name| {
+            data.columns.iter().position(|c| c == name).and_then(|at| slots[at].take()).ok_or_else(|| {
+                invalid(format!(
+                    "row {row} lacks field {name:?} of row 0; insertMany needs every row to have the same fields"
+                ))
+            })
+        })
+        .collect()
+}
+
+/// Conflict columns of an upsert: a string or an array of strings.
+pub(crate) fn names_from_js(names: &JsValue) -> Result<Vec<String>, WriteError> {
+    if let Some(one) = names.as_string() {
+        return Ok(vec![one]);
+    }
+    let refused =
+        || invalid(format!("conflict columns must be a string or an array of strings, got {}", describe(names)));
+    let array = names.dyn_ref::<Array>().ok_or_else(refused)?;
+    array.iter().map(|n| n.as_string().ok_or_else(refused)).collect()
+}
+
+/// A transaction's statements: an array of `{ sql, params }`.
+pub(crate) fn statements_from_js(statements: &JsValue) -> Result<Vec<Write>, WriteError> {
+    let Some(array) = statements.dyn_ref::<Array>() else {
+        return Err(invalid(format!(
+            "a transaction takes an array of {{ sql, params }} statements, got {}; a function cannot run inside the \
+             worker's transaction",
+            describe(statements)
+        )));
+    };
+    array
+        .iter()
+        .enumerate()
+        .map(|(i, statement)| {
+            let field = |name: &str| Reflect::get(&statement, &JsValue::from_str(name)).unwrap_or(JsValue::UNDEFINED);
+            let sql = statement.is_object().then(|| field("sql").as_string()).flatten().ok_or_else(|| {
+                invalid(format!("statement {i} must be an object {{ sql, params }} with sql a string"))
+            })?;
+            let params = params_from_js(&field("params")).map_err(|e| match e {
+                WriteError::InvalidInput { message } => invalid(format!("statement {i}, {message}")),
+                other => other,
+            })?;
+            Ok(Write::one(sql, params))
+        })
+        .collect()
+}
+
 fn invalid(message: String) -> WriteError {
     WriteError::InvalidInput { message }
 }
@@ -98,7 +218,8 @@ fn invalid(message: String) -> WriteError {
 pub(crate) fn value_to_js(v: &Value) -> JsValue {
     match v {
         Value::Null => JsValue::NULL,
-        Value::Integer(i) if i.abs() <= MAX_SAFE_INTEGER => JsValue::from_f64(*i as f64),
+        // `unsigned_abs`: `abs` of i64::MIN overflows (and wraps in release, which made it a number).
+        Value::Integer(i) if i.unsigned_abs() <= MAX_SAFE_INTEGER.unsigned_abs() => JsValue::from_f64(*i as f64),
         Value::Integer(i) => JsValue::from(*i),
         Value::Real(f) => JsValue::from_f64(*f),
         Value::Text(s) => JsValue::from_str(s),
@@ -131,6 +252,9 @@ pub(crate) fn error_to_js(e: &dyn Coded, plain: bool) -> JsValue {
     let _ = Reflect::set(&target, &"message".into(), &e.to_string().into());
     let _ = Reflect::set(&target, &"code".into(), &e.code().into());
     let _ = Reflect::set(&target, &"sqliteCode".into(), &sqlite);
+    if let Some(index) = e.statement() {
+        let _ = Reflect::set(&target, &"statement".into(), &JsValue::from_f64(index as f64));
+    }
     target.into()
 }
 
@@ -171,5 +295,21 @@ pub(crate) fn acked_to_js(a: &Acked, plain: bool) -> JsValue {
     match a {
         Acked::One(r) => receipt_to_js(r),
         Acked::Many(m) => many_to_js(m, plain),
+        Acked::Transaction(t) => transaction_to_js(t),
     }
+}
+
+/// `{ results: [{ changes, lastRowid }], batch }`.
+pub(crate) fn transaction_to_js(t: &TxOutcome) -> JsValue {
+    let results: Array = t
+        .results
+        .iter()
+        .map(|(changes, rowid)| {
+            object(&[
+                ("changes", JsValue::from_f64(*changes as f64)),
+                ("lastRowid", value_to_js(&Value::Integer(*rowid))),
+            ])
+        })
+        .collect();
+    object(&[("results", results.into()), ("batch", JsValue::from_f64(t.batch as f64))])
 }

@@ -11,6 +11,10 @@ pub trait Coded: fmt::Display {
     fn code(&self) -> &'static str;
     /// The SQLite (extended) result code, where there is one.
     fn sqlite_code(&self) -> Option<i32>;
+    /// For a transaction: the index of the statement that failed (JavaScript's `statement`).
+    fn statement(&self) -> Option<usize> {
+        None
+    }
 }
 
 impl Coded for WriteError {
@@ -113,6 +117,82 @@ impl std::error::Error for OpenError {
         match self {
             OpenError::Database(e) | OpenError::Migration { error: e, .. } => Some(e),
             _ => None,
+        }
+    }
+}
+
+/// Why a transaction did not commit. It was rolled back: none of its statements stayed.
+///
+/// Plain writes settle with [`TxError::Write`] too, which is why the store's internal outcomes
+/// carry this type.
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq)]
+pub enum TxError {
+    /// A statement failed on its own (a constraint, bad SQL, a bad value).
+    Statement {
+        /// Its index in the list, from 0.
+        index: usize,
+        /// Its error.
+        error: WriteError,
+    },
+    /// The transaction as a whole failed: busy past the retry budget, closed, storage.
+    Write(WriteError),
+}
+
+impl TxError {
+    /// The underlying write error.
+    pub fn into_write(self) -> WriteError {
+        match self {
+            TxError::Statement { error, .. } | TxError::Write(error) => error,
+        }
+    }
+}
+
+impl From<WriteError> for TxError {
+    fn from(e: WriteError) -> Self {
+        TxError::Write(e)
+    }
+}
+
+impl Coded for TxError {
+    fn code(&self) -> &'static str {
+        match self {
+            TxError::Statement { error, .. } | TxError::Write(error) => error.code(),
+        }
+    }
+    fn sqlite_code(&self) -> Option<i32> {
+        match self {
+            TxError::Statement { error, .. } | TxError::Write(error) => error.sqlite_code(),
+        }
+    }
+    fn statement(&self) -> Option<usize> {
+        match self {
+            TxError::Statement { index, .. } => Some(*index),
+            TxError::Write(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for TxError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TxError::Statement { index, error } => {
+                f.write_str("transaction rolled back, none of its statements stayed: ")?;
+                match error {
+                    WriteError::Backend(e) => write!(f, "statement {index} failed: {e}; fix that statement"),
+                    WriteError::InvalidInput { message } => write!(f, "statement {index}: invalid input: {message}"),
+                    other => write!(f, "statement {index} failed: {other}"),
+                }
+            }
+            TxError::Write(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for TxError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            TxError::Statement { error, .. } | TxError::Write(error) => Some(error),
         }
     }
 }

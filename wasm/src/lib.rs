@@ -47,7 +47,7 @@ mod store;
 pub use api::{Database, param_type};
 #[cfg(feature = "bench")]
 pub use bench::bench_raw;
-pub use error::{CloseError, Coded, LockError, OpenError, QueryError};
+pub use error::{CloseError, Coded, LockError, OpenError, QueryError, TxError};
 pub use options::{Backpressure, Journal, Options, RetryOptions, Synchronous};
 pub use sqlite::QueryRows;
-pub use store::{ManyOutcome, Receipt, Store};
+pub use store::{ManyOutcome, Receipt, Store, TxOutcome};

@@ -13,11 +13,11 @@ use std::time::Duration;
 
 use futures_channel::oneshot;
 use sqlweir_core::{
-    BackendError, BatchOutcome, ErrorClass, ErrorKind, Event, Health, JobLocks, JobOutcome, JobRun, JobStatus,
+    Backend, BackendError, BatchOutcome, ErrorClass, ErrorKind, Event, Health, JobLocks, JobOutcome, JobRun, JobStatus,
     JobToken, MetricsSnapshot, PushError, Step, Value, Write, WriteError, WriteQueue, WriteResult, WriterState, apply,
 };
 
-use crate::error::{CloseError, LockError, OpenError, QueryError};
+use crate::error::{CloseError, LockError, OpenError, QueryError, TxError};
 use crate::host;
 use crate::opfs;
 use crate::options::{Backpressure, Options};
@@ -48,17 +48,65 @@ pub struct ManyOutcome {
     pub batch: u64,
 }
 
+/// A committed transaction: what each statement did, in order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TxOutcome {
+    /// Per statement: rows it changed and the connection's last inserted rowid after it.
+    pub results: Vec<(u64, i64)>,
+    /// The batch (transaction) it committed in.
+    pub batch: u64,
+}
+
 /// How an accepted write ended, for the ticket kinds that are not Rust futures.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Acked {
     One(Receipt),
     Many(ManyOutcome),
+    Transaction(TxOutcome),
+}
+
+/// What a queued entry asks of the writer.
+pub(crate) enum Op {
+    /// A write, batched with its neighbours.
+    Write(Write),
+    /// Statements that commit together or not at all: run alone, between batches.
+    Transaction(Vec<Write>),
+}
+
+impl Op {
+    /// Parameter rows carried: its weight in the queue.
+    fn row_count(&self) -> usize {
+        match self {
+            Op::Write(w) => w.row_count(),
+            Op::Transaction(statements) => statements.len().max(1),
+        }
+    }
+
+    /// The checks a write passes before it is accepted; a transaction's name the statement.
+    fn check(&self) -> Result<(), TxError> {
+        match self {
+            Op::Write(w) => w.check().map_err(TxError::Write),
+            Op::Transaction(statements) => {
+                if statements.is_empty() {
+                    return Err(TxError::Write(WriteError::InvalidInput {
+                        message: "a transaction needs at least one statement".into(),
+                    }));
+                }
+                statements.iter().enumerate().try_for_each(|(i, w)| w.check().map_err(|e| in_statement(i, e)))
+            }
+        }
+    }
+}
+
+/// A statement's error, naming the statement (indexes from 0).
+fn in_statement(index: usize, error: WriteError) -> TxError {
+    TxError::Statement { index, error }
 }
 
 /// Who is waiting for a write's outcome.
 pub(crate) enum Ticket {
     /// A Rust future (`Store::write`, the in-worker promise API).
-    Reply(oneshot::Sender<Result<Acked, WriteError>>),
+    Reply(oneshot::Sender<Result<Acked, TxError>>),
     /// A write sent by the main thread; its outcome goes out with its batch's report.
     Id(f64),
 }
@@ -66,7 +114,7 @@ pub(crate) enum Ticket {
 /// One write's outcome, reported to the batch listener.
 pub(crate) struct Settled {
     pub(crate) id: f64,
-    pub(crate) result: Result<Acked, WriteError>,
+    pub(crate) result: Result<Acked, TxError>,
 }
 
 /// Receives the outcomes of the `Id` tickets settled together (one committed batch, or one
@@ -74,7 +122,7 @@ pub(crate) struct Settled {
 pub(crate) type Listener = Rc<dyn Fn(Vec<Settled>)>;
 
 struct Pending {
-    write: Write,
+    op: Op,
     ticket: Ticket,
 }
 
@@ -159,34 +207,46 @@ impl Store {
 
     /// Writes one statement; resolves after its batch commits.
     pub async fn write(&self, sql: &str, params: Vec<Value>) -> Result<Receipt, WriteError> {
-        match self.write_any(Write::one(sql, params)).await? {
+        match self.write_any(Op::Write(Write::one(sql, params))).await.map_err(TxError::into_write)? {
             Acked::One(r) => Ok(r),
-            Acked::Many(_) => unreachable!("a single write settles as one"),
+            _ => unreachable!("a single write settles as one"),
         }
     }
 
     /// Writes many parameter rows for one statement; resolves after its batch commits with the
     /// count committed and the rows rejected alone.
     pub async fn write_many(&self, sql: &str, rows: Vec<Vec<Value>>) -> Result<ManyOutcome, WriteError> {
-        match self.write_any(Write::many(sql, rows)).await? {
+        match self.write_any(Op::Write(Write::many(sql, rows))).await.map_err(TxError::into_write)? {
             Acked::Many(m) => Ok(m),
-            Acked::One(_) => unreachable!("a write_many settles as many"),
+            _ => unreachable!("a write_many settles as many"),
         }
     }
 
-    pub(crate) async fn write_any(&self, write: Write) -> Result<Acked, WriteError> {
+    /// Runs `statements` in one `BEGIN IMMEDIATE` transaction, alone between batches: all
+    /// commit or none does. A failing statement rolls the whole transaction back and its error
+    /// (message prefixed `statement N:`) is returned; lock contention retries the whole list
+    /// under the retry policy. The statements cannot see each other's results from JavaScript:
+    /// decide in SQL (`SET n = n + 1`, `INSERT ... SELECT`, `WHERE` guards).
+    pub async fn transaction(&self, statements: Vec<Write>) -> Result<TxOutcome, TxError> {
+        match self.write_any(Op::Transaction(statements)).await? {
+            Acked::Transaction(t) => Ok(t),
+            _ => unreachable!("a transaction settles as a transaction"),
+        }
+    }
+
+    pub(crate) async fn write_any(&self, op: Op) -> Result<Acked, TxError> {
         let (tx, rx) = oneshot::channel();
         // A refused write answers through its reply at once.
-        let _ = self.submit(write, Ticket::Reply(tx));
+        let _ = self.submit(op, Ticket::Reply(tx));
         // The sender is dropped unanswered only if the writer task died, which ends the store.
-        rx.await.unwrap_or(Err(WriteError::Closed))
+        rx.await.unwrap_or(Err(TxError::Write(WriteError::Closed)))
     }
 
     /// Accepts a write, or refuses it with its error (invalid value, closed, queue full under
     /// `Backpressure::Fail`): a refused `Reply` ticket is answered at once, a refused `Id` ticket
     /// comes back settled for the caller to report.
-    pub(crate) fn submit(&self, write: Write, ticket: Ticket) -> Result<(), Settled> {
-        let refuse = |ticket: Ticket, e: WriteError| match ticket {
+    pub(crate) fn submit(&self, op: Op, ticket: Ticket) -> Result<(), Settled> {
+        let refuse = |ticket: Ticket, e: TxError| match ticket {
             Ticket::Reply(tx) => {
                 // The caller awaits the receiver right after; it cannot be gone.
                 let _ = tx.send(Err(e));
@@ -194,24 +254,24 @@ impl Store {
             }
             Ticket::Id(id) => Err(Settled { id, result: Err(e) }),
         };
-        if let Err(e) = write.check() {
+        if let Err(e) = op.check() {
             return refuse(ticket, e);
         }
         let mut s = self.inner.borrow_mut();
         if s.closing {
-            return refuse(ticket, WriteError::Closed);
+            return refuse(ticket, WriteError::Closed.into());
         }
-        let rows = write.row_count();
-        let pending = Pending { write, ticket };
+        let rows = op.row_count();
+        let pending = Pending { op, ticket };
         if s.overflow.is_empty() {
             let now = host::now();
             match s.queue.push(pending, rows, now) {
                 Ok(()) => {}
-                Err(PushError::Closed(p)) => return refuse(p.ticket, WriteError::Closed),
+                Err(PushError::Closed(p)) => return refuse(p.ticket, WriteError::Closed.into()),
                 Err(PushError::Full(p)) => match s.backpressure {
                     Backpressure::Fail => {
                         let capacity = s.queue.capacity();
-                        return refuse(p.ticket, WriteError::QueueFull { capacity });
+                        return refuse(p.ticket, WriteError::QueueFull { capacity }.into());
                     }
                     Backpressure::Wait => {
                         s.overflow_rows += rows;
@@ -221,7 +281,7 @@ impl Store {
             }
         } else if s.backpressure == Backpressure::Fail {
             let capacity = s.queue.capacity();
-            return refuse(pending.ticket, WriteError::QueueFull { capacity });
+            return refuse(pending.ticket, WriteError::QueueFull { capacity }.into());
         } else {
             // Others already wait for room: queue behind them to keep acceptance order.
             s.overflow_rows += rows;
@@ -359,7 +419,7 @@ impl Inner {
     /// Moves writes waiting for room into the queue, in order, while they fit.
     fn admit_overflow(&mut self, now: std::time::Duration) {
         while let Some(front) = self.overflow.front() {
-            let rows = front.write.row_count();
+            let rows = front.op.row_count();
             if !self.queue.has_room_for(rows) {
                 break;
             }
@@ -436,26 +496,39 @@ async fn run_writer(inner: Rc<RefCell<Inner>>) {
     }
 }
 
-/// Takes one batch, runs it through its attempts and settles its writes.
+/// Takes one batch (or one transaction, which runs alone), runs it through its attempts and
+/// settles its writes.
 async fn run_batch(inner: &Rc<RefCell<Inner>>) {
-    let (writes, tickets, mut run) = {
+    let (ops, tickets, mut run) = {
         let mut s = inner.borrow_mut();
         let limit = s.writer.batch_limit();
-        let taken = s.queue.take(limit);
+        let taken = s.queue.take_until(limit, |p| matches!(p.op, Op::Transaction(_)));
         let rows = taken.iter().map(|q| q.rows).sum();
         let left = s.queue.rows() + s.overflow_rows;
         let run = s.writer.start_batch(rows, left);
-        let mut writes = Vec::with_capacity(taken.len());
+        let mut ops = Vec::with_capacity(taken.len());
         let mut tickets = Vec::with_capacity(taken.len());
         for q in taken {
-            writes.push(q.item.write);
+            ops.push(q.item.op);
             tickets.push((q.item.ticket, q.accepted_at));
         }
-        (writes, tickets, run)
+        (ops, tickets, run)
     };
-    if writes.is_empty() {
+    if ops.is_empty() {
         return;
     }
+    if let [Op::Transaction(statements)] = ops.as_slice() {
+        let results = vec![run_transaction(inner, statements, &mut run).await];
+        settle(inner, tickets, results);
+        return;
+    }
+    let writes: Vec<&Write> = ops
+        .iter()
+        .filter_map(|op| match op {
+            Op::Write(w) => Some(w),
+            Op::Transaction(_) => None,
+        })
+        .collect();
     let step = loop {
         let gate = inner.borrow_mut().writer.gate(host::now());
         if let Some(wait) = gate {
@@ -467,12 +540,7 @@ async fn run_batch(inner: &Rc<RefCell<Inner>>) {
             let started = host::now();
             let outcome = match s.backend.as_mut() {
                 Some(backend) => apply(backend, &writes),
-                None => BatchOutcome::Failed(BackendError::new(
-                    ErrorKind::Io,
-                    ErrorClass::Fatal,
-                    None,
-                    "the connection was closed under the writer",
-                )),
+                None => closed_under_writer(),
             };
             let step = s.writer.finish_attempt(&mut run, outcome, started, host::now());
             s.log_events();
@@ -483,19 +551,118 @@ async fn run_batch(inner: &Rc<RefCell<Inner>>) {
             other => break other,
         }
     };
-    settle(inner, &writes, tickets, step, run.id);
-}
-
-fn settle(inner: &Rc<RefCell<Inner>>, writes: &[Write], tickets: Vec<(Ticket, Duration)>, step: Step, batch: u64) {
-    let results: Vec<Result<Acked, WriteError>> = match step {
+    let batch = run.id;
+    let results: Vec<Result<Acked, TxError>> = match step {
         Step::Resolve(results) => results.into_iter().map(|r| acked(r, batch)).collect(),
-        Step::Fail(e) => writes.iter().map(|_| Err(e.clone())).collect(),
+        Step::Fail(e) => writes.iter().map(|_| Err(TxError::Write(e.clone()))).collect(),
         Step::RetryAfter(_) => unreachable!("retries are handled by the attempt loop"),
     };
+    settle(inner, tickets, results);
+}
+
+fn closed_under_writer() -> BatchOutcome {
+    BatchOutcome::Failed(BackendError::new(
+        ErrorKind::Io,
+        ErrorClass::Fatal,
+        None,
+        "the connection was closed under the writer",
+    ))
+}
+
+/// What one attempt of a transaction came to.
+enum TxAttempt {
+    /// Committed, or hit the database as a whole: the writer's policy decides.
+    Outcome(BatchOutcome),
+    /// A statement was rejected: rolled back, the owner gets its error.
+    Rejected(TxError),
+}
+
+/// Runs a transaction's statements under the same retry policy and breaker as batches.
+async fn run_transaction(
+    inner: &Rc<RefCell<Inner>>,
+    statements: &[Write],
+    run: &mut sqlweir_core::BatchRun,
+) -> Result<Acked, TxError> {
+    loop {
+        let gate = inner.borrow_mut().writer.gate(host::now());
+        if let Some(wait) = gate {
+            host::sleep(wait).await;
+            continue;
+        }
+        let step = {
+            let mut s = inner.borrow_mut();
+            let started = host::now();
+            let attempt = match s.backend.as_mut() {
+                Some(backend) => attempt_transaction(backend, statements),
+                None => TxAttempt::Outcome(closed_under_writer()),
+            };
+            let outcome = match attempt {
+                TxAttempt::Outcome(outcome) => outcome,
+                // Rolled back by the owner's own statement: not the database's trouble, so
+                // neither a retry nor a breaker failure (as natively).
+                TxAttempt::Rejected(e) => return Err(e),
+            };
+            let step = s.writer.finish_attempt(run, outcome, started, host::now());
+            s.log_events();
+            step
+        };
+        match step {
+            Step::RetryAfter(wait) => host::sleep(wait).await,
+            Step::Resolve(results) => {
+                let results = results
+                    .into_iter()
+                    .map(|r| match r {
+                        WriteResult::One(Ok(a)) => (a.changes, a.last_rowid),
+                        _ => (0, 0),
+                    })
+                    .collect();
+                return Ok(Acked::Transaction(TxOutcome { results, batch: run.id }));
+            }
+            Step::Fail(e) => return Err(TxError::Write(e)),
+        }
+    }
+}
+
+/// One attempt: `BEGIN IMMEDIATE`, every statement, `COMMIT`; any failure rolls back.
+fn attempt_transaction(backend: &mut SqliteBackend, statements: &[Write]) -> TxAttempt {
+    let abandon = |backend: &mut SqliteBackend, e: BackendError| {
+        let _ = backend.rollback();
+        TxAttempt::Outcome(if e.class == ErrorClass::Transient {
+            BatchOutcome::Transient(e)
+        } else {
+            BatchOutcome::Failed(e)
+        })
+    };
+    if let Err(e) = backend.begin() {
+        return abandon(backend, e);
+    }
+    let mut results = Vec::with_capacity(statements.len());
+    for (i, w) in statements.iter().enumerate() {
+        let sqlweir_core::Rows::One(params) = &w.rows else {
+            unreachable!("transaction statements are built with Write::one")
+        };
+        match backend.execute(&w.sql, params) {
+            Ok(a) => results.push(WriteResult::One(Ok(a))),
+            Err(e) if e.class == ErrorClass::Rejected => {
+                let _ = backend.rollback();
+                return TxAttempt::Rejected(in_statement(i, WriteError::Backend(e)));
+            }
+            Err(e) => return abandon(backend, e),
+        }
+    }
+    match backend.commit() {
+        Ok(()) => TxAttempt::Outcome(BatchOutcome::Committed { results, replays: 0 }),
+        Err(e) => abandon(backend, e),
+    }
+}
+
+/// Hands each write its result: Rust futures directly, main-thread writes in one report.
+fn settle(inner: &Rc<RefCell<Inner>>, tickets: Vec<(Ticket, Duration)>, results: Vec<Result<Acked, TxError>>) {
     let mut reports = Vec::new();
     let (listener, done) = {
         let mut s = inner.borrow_mut();
         let now = host::now();
+        let count = tickets.len() as u64;
         for ((ticket, accepted_at), result) in tickets.into_iter().zip(results) {
             s.writer.record_ack(accepted_at, now);
             match ticket {
@@ -504,7 +671,7 @@ fn settle(inner: &Rc<RefCell<Inner>>, writes: &[Write], tickets: Vec<(Ticket, Du
                 Ticket::Id(id) => reports.push(Settled { id, result }),
             }
         }
-        s.settled += writes.len() as u64;
+        s.settled += count;
         let settled = s.settled;
         let (done, waiting): (Vec<_>, Vec<_>) = s.flush_waiters.drain(..).partition(|(target, _)| *target <= settled);
         s.flush_waiters = waiting;
@@ -518,10 +685,10 @@ fn settle(inner: &Rc<RefCell<Inner>>, writes: &[Write], tickets: Vec<(Ticket, Du
     }
 }
 
-fn acked(result: WriteResult, batch: u64) -> Result<Acked, WriteError> {
+fn acked(result: WriteResult, batch: u64) -> Result<Acked, TxError> {
     match result {
         WriteResult::One(Ok(a)) => Ok(Acked::One(Receipt { changes: a.changes, last_rowid: a.last_rowid, batch })),
-        WriteResult::One(Err(e)) => Err(e),
+        WriteResult::One(Err(e)) => Err(TxError::Write(e)),
         WriteResult::Many { committed, rejected } => Ok(Acked::Many(ManyOutcome { committed, rejected, batch })),
     }
 }
