@@ -8,7 +8,6 @@ use sqlweir_core::Value;
 
 use crate::engine::Reads;
 use crate::error::QueryError;
-use crate::sqlite::{Bind, classify, read_value};
 
 /// Rows of a query, as values by position.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -76,18 +75,6 @@ impl<C: Reader> Reads for ReadPool<C> {
 }
 
 pub(crate) fn run(conn: &Connection, sql: &str, params: &[Value]) -> Result<Rows, QueryError> {
-    let db = |e| QueryError::Database(classify(e));
-    let mut stmt = conn.prepare_cached(sql).map_err(db)?;
-    let columns: Vec<String> = stmt.column_names().map(str::to_owned).collect();
-    let width = columns.len();
-    let mut rows = Vec::new();
-    let mut cursor = stmt.query(rusqlite::params_from_iter(params.iter().map(Bind))).map_err(db)?;
-    while let Some(row) = cursor.next().map_err(db)? {
-        let mut values = Vec::with_capacity(width);
-        for i in 0..width {
-            values.push(read_value(row.get_ref(i).map_err(db)?));
-        }
-        rows.push(values);
-    }
+    let (columns, rows) = sqlweir_sqlite::query(conn, sql, params, false).map_err(QueryError::Database)?;
     Ok(Rows { columns, rows })
 }

@@ -24,6 +24,7 @@ use crate::sqlite::{SqliteBackend, classify};
 use crate::ticket::{Admit, Slot, Ticket};
 use crate::tx::{self, Tx, TxError, TxJob, TxTicket};
 use crate::writer;
+use sqlweir_sqlite::MigrationError;
 
 /// What a committed write did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -330,7 +331,7 @@ impl Store {
             readers.push(open_reader(target)?);
         }
         let version = format!("SQLite {}", rusqlite::version());
-        Store::with_engine(SqliteBackend { conn }, Box::new(ReadPool::new(readers)), journal_mode, version, options)
+        Store::with_engine(SqliteBackend::new(conn), Box::new(ReadPool::new(readers)), journal_mode, version, options)
     }
 
     /// Starts the writer thread on `engine` and assembles the store.
@@ -713,26 +714,9 @@ fn open_failure(path: &Path, e: sqlweir_core::BackendError) -> OpenError {
 }
 
 fn migrate(conn: &Connection, steps: &[String]) -> Result<(), OpenError> {
-    let setup = |e| OpenError::Setup(classify(e));
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(setup)?;
-    let known = steps.len();
-    if version > known as i64 {
-        return Err(OpenError::SchemaTooNew { found: version, known });
-    }
-    for (step, sql) in steps.iter().enumerate().skip(version as usize) {
-        let apply = || -> rusqlite::Result<()> {
-            conn.execute_batch("BEGIN IMMEDIATE")?;
-            conn.execute_batch(sql)?;
-            // user_version takes no parameters; the value is a number we computed.
-            conn.execute_batch(&format!("PRAGMA user_version = {}", step + 1))?;
-            conn.execute_batch("COMMIT")
-        };
-        if let Err(e) = apply() {
-            if !conn.is_autocommit() {
-                let _ = conn.execute_batch("ROLLBACK");
-            }
-            return Err(OpenError::Migration { step, source: classify(e) });
-        }
-    }
-    Ok(())
+    sqlweir_sqlite::migrate(conn, steps).map_err(|e| match e {
+        MigrationError::TooNew { found, known } => OpenError::SchemaTooNew { found, known },
+        MigrationError::Step { step, source } => OpenError::Migration { step, source },
+        MigrationError::Setup(source) => OpenError::Setup(source),
+    })
 }

@@ -35,7 +35,6 @@
 mod api;
 #[cfg(feature = "bench")]
 mod bench;
-mod classify;
 mod convert;
 mod error;
 mod host;
