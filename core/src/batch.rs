@@ -304,10 +304,13 @@ pub struct Batcher {
     ceiling_rows: usize,
     limit: usize,
     linger: Duration,
-    /// Rows of the last committed batch: about how many producers wait on each commit.
-    last_rows: usize,
+    /// A slowly decaying peak of committed batch sizes: about how many producers wait on each
+    /// commit.
+    expected_rows: usize,
     /// How long the last commit took.
     last_commit: Duration,
+    /// When it ended (host time).
+    last_commit_end: Duration,
 }
 
 /// Commits faster than this are not worth waiting for: take what is queued at once.
@@ -324,15 +327,18 @@ impl Batcher {
             ceiling_rows: ceiling_rows.max(base_rows),
             limit: base_rows,
             linger,
-            last_rows: 0,
+            expected_rows: 0,
             last_commit: Duration::ZERO,
+            last_commit_end: Duration::ZERO,
         }
     }
 
-    /// Records a committed batch, for group commit (see [`ready_at`](Self::ready_at)).
-    pub fn on_committed(&mut self, rows: usize, took: Duration) {
-        self.last_rows = rows;
+    /// Records a committed batch of `rows` rows that took `took` and ended at host time `now`,
+    /// for group commit (see [`ready_at`](Self::ready_at)).
+    pub fn on_committed(&mut self, rows: usize, took: Duration, now: Duration) {
+        self.expected_rows = rows.max(self.expected_rows - self.expected_rows / 8);
         self.last_commit = took;
+        self.last_commit_end = now;
     }
 
     /// Rows to take for the next batch.
@@ -354,9 +360,9 @@ impl Batcher {
     ///
     /// Without an explicit linger, a batch still waits briefly when commits are slow (an fsync
     /// under `synchronous=FULL`): producers whose writes were just acknowledged are about to
-    /// send their next ones, so waiting up to half a commit (at most 2 ms) for as many rows as
-    /// the last batch had lets one commit carry them all (group commit). Fast commits, or a
-    /// queue that already holds that many rows, go at once.
+    /// send their next ones, so waiting up to half a commit (at most 2 ms) after the last
+    /// commit for as many rows as recent batches had lets one commit carry them all (group
+    /// commit). Fast commits, or a queue that already holds that many rows, go at once.
     pub fn ready_at(
         &self,
         queued_rows: usize,
@@ -370,11 +376,12 @@ impl Batcher {
         if !self.linger.is_zero() {
             return Some((oldest + self.linger).max(now));
         }
-        if self.last_commit < GROUP_COMMIT_MIN || queued_rows >= self.last_rows {
+        if self.last_commit < GROUP_COMMIT_MIN || queued_rows >= self.expected_rows {
             return Some(now);
         }
+        // Counted from the end of the last commit: that is when its producers were acked.
         let wait = (self.last_commit / 2).min(GROUP_COMMIT_MAX_WAIT);
-        Some((oldest + wait).max(now))
+        Some((oldest.max(self.last_commit_end) + wait).max(now))
     }
 }
 
@@ -475,13 +482,19 @@ mod tests {
         let us = Duration::from_micros;
         let mut b = Batcher::new(100, 100, Duration::ZERO);
         assert_eq!(b.ready_at(1, Some(us(0)), us(10)), Some(us(10)), "no history: go");
-        b.on_committed(8, us(1000));
-        assert_eq!(b.ready_at(3, Some(us(0)), us(10)), Some(us(500)), "wait half a commit for 8");
-        assert_eq!(b.ready_at(8, Some(us(0)), us(10)), Some(us(10)), "all 8 are here");
-        b.on_committed(8, us(100_000));
-        assert_eq!(b.ready_at(3, Some(us(0)), us(10)), Some(us(2000)), "never more than 2 ms");
-        b.on_committed(8, us(50));
-        assert_eq!(b.ready_at(3, Some(us(0)), us(10)), Some(us(10)), "fast commits go at once");
+        b.on_committed(8, us(1000), us(5000));
+        assert_eq!(b.ready_at(3, Some(us(4000)), us(5010)), Some(us(5500)), "wait half a commit after it for 8");
+        assert_eq!(b.ready_at(8, Some(us(4000)), us(5010)), Some(us(5010)), "all 8 are here");
+        b.on_committed(5, us(1000), us(7000));
+        assert_eq!(
+            b.ready_at(5, Some(us(7000)), us(7010)),
+            Some(us(7500)),
+            "the peak decays slowly: still waits for 7"
+        );
+        b.on_committed(8, us(100_000), us(200_000));
+        assert_eq!(b.ready_at(3, Some(us(0)), us(200_010)), Some(us(202_000)), "never more than 2 ms");
+        b.on_committed(8, us(50), us(300_000));
+        assert_eq!(b.ready_at(3, Some(us(0)), us(300_010)), Some(us(300_010)), "fast commits go at once");
     }
 
     #[test]

@@ -219,7 +219,7 @@ impl WriterState {
                 m.replays += u64::from(replays);
                 m.batch_rows += run.rows as u64;
                 m.commit_latency.record(took);
-                self.batcher.on_committed(run.rows, took);
+                self.batcher.on_committed(run.rows, took, now);
                 for r in &results {
                     m.committed += r.committed_rows();
                     m.rejected += r.rejected_rows();
