@@ -189,6 +189,38 @@ fn pipelined(store: &Store, rows: usize) -> Result<Duration, Box<dyn std::error:
     Ok(started.elapsed())
 }
 
+/// (3a) at a fixed offered rate (rows/s in all): each producer paces its writes, keeping up to
+/// 64 in flight. Measures ack latency when the store is not saturated.
+fn paced(store: &Store, rows: usize, rate: f64) -> Result<Duration, Box<dyn std::error::Error>> {
+    let started = Instant::now();
+    let per_producer = rate / PRODUCERS as f64;
+    let threads: Vec<_> = (0..PRODUCERS)
+        .map(|t| {
+            let store = store.clone();
+            let n = rows / PRODUCERS + usize::from(t < rows % PRODUCERS);
+            std::thread::spawn(move || -> Result<(), sqlweir::WriteError> {
+                let p = payload();
+                let mut in_flight = std::collections::VecDeque::new();
+                for i in 0..n {
+                    let due = started + Duration::from_secs_f64(i as f64 / per_producer);
+                    if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
+                    in_flight.push_back(store.write(INSERT, params![i as i64, "collector", p.as_str()]));
+                    if in_flight.len() >= WINDOW {
+                        in_flight.pop_front().expect("window is full").wait()?;
+                    }
+                }
+                in_flight.into_iter().try_for_each(|t| t.wait().map(drop))
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().map_err(|_| "producer panicked")??;
+    }
+    Ok(started.elapsed())
+}
+
 /// (3b) 8 threads, blocking API, each waits for its ack before the next write.
 fn lockstep(store: &Store, rows: usize) -> Result<Duration, Box<dyn std::error::Error>> {
     let started = Instant::now();
@@ -380,9 +412,14 @@ fn print_targets(runs: &[Run], limit: f64, naive: f64, naive_full: f64) {
         ("(3b) >= 1.2x naive (NORMAL)", rate("weir_lockstep") / naive, 1.2),
         ("(3b) FULL >= 4x naive FULL", rate("weir_lockstep_full") / naive_full, 4.0),
     ];
+    let p99_half = runs.iter().find(|r| r.key == "weir_half_rate").and_then(|r| r.metrics.as_ref()).map(|m| m.ack_p99);
     println!("\ntargets (from the benchmark issue; ratios measured in this run):");
     for (what, ratio, goal) in checks {
         println!("  {what:<32} {ratio:>7.2}x  {}", verdict(ratio >= goal));
+    }
+    if let Some(p99) = p99_half {
+        let ok = p99 < Duration::from_millis(20);
+        println!("  {:<32} {:>8}  {}", "(3c) ack p99 < 20 ms at half rate", format!("{p99:?}"), verdict(ok));
     }
 }
 
@@ -421,6 +458,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         })?,
     ];
     runs.push(under_lock(d, if args.smoke { 1 } else { 5 })?);
+    // (3c) half of (3a)'s peak rate, for ack latency when not saturated (about two seconds).
+    let half = runs.iter().find(|r| r.key == "weir_pipelined").map_or(1000.0, Run::rate) / 2.0;
+    let half_rows = if args.smoke { n } else { ((half * 2.0) as usize).clamp(n, 2_000_000) };
+    runs.push(measure_store(
+        d,
+        "weir_half_rate",
+        format!("(3c) sqlweir (3a) paced at half its rate ({half:.0}/s)"),
+        half_rows,
+        normal,
+        |s, _| paced(s, half_rows, half),
+    )?);
     let rate = |key: &str, runs: &[Run]| runs.iter().find(|r| r.key == key).map_or(f64::NAN, Run::rate);
     let (limit_rate, naive_rate, naive_full_rate) =
         (rate("limit", &runs), rate("naive", &runs), rate("naive_full", &runs));
