@@ -423,6 +423,80 @@ fn print_targets(runs: &[Run], limit: f64, naive: f64, naive_full: f64) {
     }
 }
 
+/// PostgreSQL rows (feature `postgres`, server in `SQLWEIR_PG`, e.g. from scripts/with-postgres):
+/// per-row autocommit INSERTs from 8 connections vs sqlweir batches, in the same run.
+/// A measured PostgreSQL row: name, rows/s, metrics when it went through sqlweir.
+#[cfg(feature = "postgres")]
+type PgRow = (String, f64, Option<MetricsSnapshot>);
+
+#[cfg(feature = "postgres")]
+fn postgres_rows(rows: usize) -> Result<Vec<PgRow>, Box<dyn std::error::Error>> {
+    let Ok(server) = std::env::var("SQLWEIR_PG") else {
+        println!("\n(PostgreSQL rows skipped: SQLWEIR_PG is not set; scripts/bench starts a server for them)");
+        return Ok(Vec::new());
+    };
+    let name = format!("sqlweir_bench_{}", std::process::id());
+    postgres::Client::connect(&server, postgres::NoTls)?.batch_execute(&format!("CREATE DATABASE {name}"))?;
+    let db = format!("{} dbname={name}", server.replace("dbname=postgres", ""));
+    let schema = "CREATE TABLE events(id bigserial PRIMARY KEY, ts bigint, source text, payload text)";
+    postgres::Client::connect(&db, postgres::NoTls)?
+        .batch_execute(&format!("{schema}; CREATE TABLE naive (LIKE events INCLUDING ALL)"))?;
+    let started = Instant::now();
+    let threads: Vec<_> = (0..PRODUCERS)
+        .map(|t| {
+            let db = db.clone();
+            let n = rows / PRODUCERS + usize::from(t < rows % PRODUCERS);
+            std::thread::spawn(move || -> Result<(), postgres::Error> {
+                let mut client = postgres::Client::connect(&db, postgres::NoTls)?;
+                let stmt = client.prepare("INSERT INTO naive(ts, source, payload) VALUES ($1, $2, $3)")?;
+                let p = payload();
+                for i in 0..n {
+                    client.execute(&stmt, &[&(i as i64), &"collector", &p])?;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().map_err(|_| "postgres producer panicked")??;
+    }
+    let naive_rate = rows as f64 / started.elapsed().as_secs_f64();
+    let store = Store::open_postgres(&db, Options::default())?;
+    let elapsed = pipelined(&store, rows)?;
+    let m = store.metrics();
+    let landed = store.query_as::<i64>("SELECT count(*) FROM events", &[])?[0];
+    store.close()?;
+    if landed as usize != rows {
+        return Err(format!("postgres: {landed} rows landed, {rows} expected").into());
+    }
+    Ok(vec![
+        ("(8) PostgreSQL naive: 8 connections, autocommit INSERT per row".into(), naive_rate, None),
+        ("(8) PostgreSQL through sqlweir (3a)".into(), rows as f64 / elapsed.as_secs_f64(), Some(m)),
+    ])
+}
+
+/// Measures and prints the PostgreSQL rows, adding them to the JSON results.
+#[cfg(feature = "postgres")]
+fn print_postgres(rows: usize, json_runs: &mut Vec<serde_json::Value>) -> Result<(), Box<dyn std::error::Error>> {
+    let pg = postgres_rows(rows)?;
+    if let [(naive_name, naive_pg, _), (weir_name, weir_pg, Some(m))] = pg.as_slice() {
+        println!("\nPostgreSQL ({rows} rows, same run):");
+        println!("  {naive_name:<60} {naive_pg:>10.0} rows/s");
+        println!(
+            "  {weir_name:<60} {weir_pg:>10.0} rows/s  {:.1}x naive, mean batch {:.0}, ack p99 {:?}",
+            weir_pg / naive_pg,
+            m.mean_batch_size,
+            m.ack_p99
+        );
+        json_runs.push(json!({"key": "postgres_naive", "name": naive_name, "rows": rows, "rows_per_s": naive_pg}));
+        json_runs.push(json!({
+            "key": "postgres_weir", "name": weir_name, "rows": rows, "rows_per_s": weir_pg,
+            "ratio_to_naive": weir_pg / naive_pg, "mean_batch_size": m.mean_batch_size,
+        }));
+    }
+    Ok(())
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = match parse_args() {
         Ok(a) => a,
@@ -502,6 +576,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }));
     }
 
+    #[cfg(feature = "postgres")]
+    print_postgres(f, &mut json_runs)?;
     let samples = memory(d, args.memory_rows)?;
     println!("\nmemory: one producer ingests {} rows through the bounded queue (4096 in flight)", args.memory_rows);
     for (at, kb) in &samples {

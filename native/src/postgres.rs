@@ -1,10 +1,12 @@
 //! The PostgreSQL backend (feature `postgres`): the same queue, contract and metrics in front of
 //! a server database.
 //!
-//! A batch is one transaction; each write runs inside a savepoint, so a write that fails on its
-//! own is rolled back alone and the rest of the batch commits (PostgreSQL would otherwise abort
-//! the whole transaction). Errors are classified by SQLSTATE: serialization failures, deadlocks,
-//! lock timeouts and lost connections are retried with the whole batch.
+//! A batch is one transaction. It runs optimistically, one round trip per write; a write that
+//! fails on its own aborts the transaction (PostgreSQL's rule), so the transaction is rolled back
+//! and the core replays the batch without that write, this time with a savepoint around each
+//! write, so that further bad writes are rolled back alone. Either way the rest of the batch
+//! commits and nothing is applied twice. Errors are classified by SQLSTATE: serialization
+//! failures, deadlocks, lock timeouts and lost connections are retried with the whole batch.
 //!
 //! A lost connection during COMMIT leaves the outcome unknown. Every batch therefore inserts a
 //! unique token into `sqlweir_commits` inside its transaction; after reconnecting, the token
@@ -77,6 +79,7 @@ impl Store {
             token: None,
             prefix: format!("{:x}-{}", std::process::id(), crate::job::unix_ms(std::time::SystemTime::now())),
             batches: 0,
+            careful: false,
         };
         Store::with_engine(
             engine,
@@ -135,6 +138,8 @@ pub(crate) struct PgBackend {
     token: Option<String>,
     prefix: String,
     batches: u64,
+    /// A savepoint around each write (after a rejected write forced a replay of this batch).
+    careful: bool,
 }
 
 fn lost(message: &str) -> BackendError {
@@ -211,10 +216,13 @@ impl Backend for PgBackend {
                 format!("{keyword} cannot go through the write queue: it would break the batch's transaction"),
             ));
         }
+        let careful = self.careful;
         let Some(client) = self.client.as_mut() else { return Err(lost("not connected")) };
-        // A savepoint per write: an error rolls back this write alone instead of aborting the
-        // whole transaction, as PostgreSQL would.
-        if let Err(e) = client.batch_execute("SAVEPOINT sqlweir_write") {
+        // Optimistic first: no savepoint, one round trip per write. A write that fails aborts
+        // the transaction; it is rolled back and the core replays the batch without that write,
+        // now `careful`: a savepoint around each write, so further bad writes of this batch are
+        // rolled back alone instead of causing one replay each.
+        if careful && let Err(e) = client.batch_execute("SAVEPOINT sqlweir_write") {
             return Err(self.failed(&e));
         }
         let bound: Vec<PgParam<'_>> = params.iter().map(PgParam).collect();
@@ -230,18 +238,25 @@ impl Backend for PgBackend {
         };
         let result = prepared.and_then(|stmt| client.execute(&stmt, &refs));
         let outcome = match result {
-            Ok(changes) => client.batch_execute("RELEASE SAVEPOINT sqlweir_write").map(|()| changes),
-            Err(e) => Err(e),
+            Ok(changes) if careful => client.batch_execute("RELEASE SAVEPOINT sqlweir_write").map(|()| changes),
+            other => other,
         };
         match outcome {
             Ok(changes) => Ok(Applied { changes, last_rowid: 0 }),
             Err(e) => {
                 let error = self.failed(&e);
-                if error.class == ErrorClass::Rejected
-                    && let Some(client) = self.client.as_mut()
-                    && let Err(e) = client.batch_execute("ROLLBACK TO SAVEPOINT sqlweir_write")
-                {
+                if error.class != ErrorClass::Rejected {
+                    return Err(error);
+                }
+                let Some(client) = self.client.as_mut() else { return Err(error) };
+                let undo = if careful { "ROLLBACK TO SAVEPOINT sqlweir_write" } else { "ROLLBACK" };
+                if let Err(e) = client.batch_execute(undo) {
                     return Err(self.failed(&e));
+                }
+                if !careful {
+                    self.in_tx = false;
+                    self.token = None;
+                    self.careful = true;
                 }
                 Err(error)
             }
@@ -250,6 +265,8 @@ impl Backend for PgBackend {
 
     fn commit(&mut self) -> Result<(), BackendError> {
         let token = self.token.take();
+        // The batch ends here either way: the next one starts optimistic again.
+        self.careful = false;
         let client = self.client.as_mut().ok_or_else(|| lost("not connected"))?;
         let result = client.batch_execute("COMMIT");
         self.in_tx = false;
