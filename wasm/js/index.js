@@ -3,8 +3,6 @@
 // messages. Writes issued in one tick travel in one message; the worker answers once per
 // committed batch. See README.md.
 
-const WORKER_URL = new URL("./worker.js", import.meta.url);
-
 /** An error from sqlweir: a real `Error` with a stable `code` and the SQLite code, if any. */
 export class SqlweirError extends Error {
   constructor(message, code, sqliteCode = null, details = {}) {
@@ -38,7 +36,10 @@ class Connection {
     this.calls = new Map();
     this.writes = new Map();
     this.broken = null;
-    this.worker = new Worker(WORKER_URL, { type: "module", name: "sqlweir" });
+    // Written inline on purpose: bundlers (webpack 5, Vite, Parcel) recognise exactly
+    // `new Worker(new URL("...", import.meta.url), { type: "module" })` and bundle the worker;
+    // without a bundler it resolves next to this file. README.md, "Bundlers".
+    this.worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module", name: "sqlweir" });
     this.worker.onmessage = (event) => this.receive(event.data);
     this.worker.onerror = (event) => {
       event.preventDefault?.();
@@ -58,6 +59,15 @@ class Connection {
 
   receive(message) {
     if (message.settled) {
+      const receipts = message.receipts;
+      if (receipts) {
+        for (let i = 0; i < receipts.length; i += 4) {
+          const waiter = this.writes.get(receipts[i]);
+          if (!waiter) continue;
+          this.writes.delete(receipts[i]);
+          waiter.resolve({ changes: receipts[i + 1], lastRowid: receipts[i + 2], batch: receipts[i + 3] });
+        }
+      }
       const r = message.settled;
       for (let i = 0; i < r.length; i += 3) {
         const waiter = this.writes.get(r[i]);
@@ -87,7 +97,9 @@ class Connection {
   /** Sends one tick's writes. Values that cannot be cloned are refused alone with InvalidInput. */
   sendWrites(db, items) {
     try {
-      this.worker.postMessage({ op: "write", db, items });
+      const packed = pack(items);
+      this.worker.postMessage({ op: "write", db, packed }, packed.transfer);
+      packed.transfer = undefined;
       return;
     } catch {
       // One value could not be cloned (a function, a symbol...): find it, send the rest.
@@ -113,6 +125,94 @@ class Connection {
 }
 
 let shared = null;
+
+/** `counts` entry of an item that travels as it is (not a plain `write`). */
+const AS_IS = 0xffffffff;
+
+/**
+ * One tick's writes `[id, target, payload, kind, extra]` in columns for the worker's
+ * `submitPacked`: plain `write`s (SQL string, array of parameters) as one table of distinct SQL,
+ * parameter type tags, numbers in a Float64Array and strings joined in one string; every other
+ * item (typed writes, writeMany, odd input the worker refuses) as it is, in `legacy`. Keeps the
+ * order of the items.
+ */
+function pack(items) {
+  const n = items.length;
+  let values = 0;
+  for (let i = 0; i < n; i++) {
+    const item = items[i];
+    if (item[3] === false && typeof item[1] === "string" && Array.isArray(item[2])) values += item[2].length;
+  }
+  const ids = new Float64Array(n);
+  const counts = new Uint32Array(n);
+  const sqlIndex = new Uint32Array(n);
+  const tags = new Uint8Array(values);
+  const nums = new Float64Array(values);
+  const sqls = [];
+  const sqlAt = new Map();
+  const strings = [];
+  const ends = [];
+  const others = [];
+  const legacy = [];
+  let v = 0;
+  let units = 0;
+  for (let i = 0; i < n; i++) {
+    const item = items[i];
+    const params = item[2];
+    ids[i] = item[0];
+    if (item[3] !== false || typeof item[1] !== "string" || !(Array.isArray(params) || params == null)) {
+      counts[i] = AS_IS;
+      legacy.push(item);
+      continue;
+    }
+    let at = sqlAt.get(item[1]);
+    if (at === undefined) {
+      at = sqls.length;
+      sqls.push(item[1]);
+      sqlAt.set(item[1], at);
+    }
+    sqlIndex[i] = at;
+    if (params == null) continue;
+    const count = params.length;
+    counts[i] = count;
+    for (let k = 0; k < count; k++, v++) {
+      const value = params[k];
+      switch (typeof value) {
+        case "number":
+          tags[v] = 1;
+          nums[v] = value;
+          break;
+        case "string":
+          tags[v] = 2;
+          strings.push(value);
+          units += value.length;
+          ends.push(units);
+          break;
+        case "boolean":
+          tags[v] = 3;
+          nums[v] = value ? 1 : 0;
+          break;
+        default:
+          if (value === null) break; // tag 0
+          tags[v] = 4;
+          others.push(value);
+      }
+    }
+  }
+  return {
+    ids,
+    counts,
+    sqlIndex,
+    sqls,
+    tags,
+    nums,
+    text: strings.join(""),
+    textEnds: Uint32Array.from(ends),
+    others,
+    legacy,
+    transfer: [ids.buffer, counts.buffer, sqlIndex.buffer, tags.buffer, nums.buffer],
+  };
+}
 
 // Several tabs (docs/multitab.md). The OPFS pool admits one worker at a time, so one tab per pool
 // directory leads: it holds the Web Lock `sqlweir:<directory>` for its whole life and runs the
@@ -331,7 +431,13 @@ class Hub {
     if (good.length) this.post({ t: "writes", to: this.leader, db: name, items: good });
   }
 
+  /** The waiter of this page's write `id`, moved to the worker's bookkeeping as it is sent. */
   ownWrite(id) {
+    const w = this.writes.get(id);
+    if (w) {
+      this.writes.delete(id);
+      return w;
+    }
     const settle = (ok) => (value) => {
       const w = this.writes.get(id);
       if (!w) return;
@@ -395,12 +501,13 @@ class Hub {
     const go = (db) => {
       const conn = this.conn;
       if (conn.broken) return refuse(conn.broken);
-      const mapped = items.map(([id, ...write]) => {
+      // The items are this hub's own (a tick's queue, or a follower's message): renumbered in place.
+      for (const item of items) {
         const workerId = conn.nextId++;
-        conn.writes.set(workerId, waiterFor(id));
-        return [workerId, ...write];
-      });
-      conn.sendWrites(db, mapped);
+        conn.writes.set(workerId, waiterFor(item[0]));
+        item[0] = workerId;
+      }
+      conn.sendWrites(db, items);
     };
     if (entry.id !== null) go(entry.id);
     else entry.ready.then(go, refuse);

@@ -28,7 +28,7 @@ function database(id) {
 const calls = {
   async open({ name, options }) {
     const db = await Database.open(name, options);
-    db.onSettled((settled) => self.postMessage({ settled }));
+    db.onSettled((settled, receipts) => self.postMessage({ settled, receipts }, [receipts.buffer]));
     const id = nextDb++;
     databases.set(id, db);
     return id;
@@ -68,9 +68,16 @@ self.onmessage = async (event) => {
   }
   if (message.op === "write") {
     const db = databases.get(message.db);
-    const refused = db
-      ? db.submit(message.items)
-      : message.items.flatMap(([id]) => [id, false, { name: "SqlweirError", message: "store is closed: open it again to write", code: "Closed", sqliteCode: null }]);
+    const p = message.packed;
+    let refused;
+    if (!db) {
+      const ids = p ? Array.from(p.ids) : message.items.map(([id]) => id);
+      refused = ids.flatMap((id) => [id, false, { name: "SqlweirError", message: "store is closed: open it again to write", code: "Closed", sqliteCode: null }]);
+    } else if (p) {
+      refused = db.submitPacked(p.ids, p.counts, p.sqlIndex, p.sqls, p.tags, p.nums, p.text, p.textEnds, p.others, p.legacy);
+    } else {
+      refused = db.submit(message.items);
+    }
     if (refused.length) self.postMessage({ settled: refused });
     return;
   }

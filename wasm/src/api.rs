@@ -157,16 +157,69 @@ impl Database {
     pub fn submit(&self, items: &Array) -> Result<Array, JsValue> {
         let refused = Array::new();
         for item in items.iter() {
-            let item: Array =
-                item.dyn_into().map_err(|_| JsValue::from_str("submit takes [id, target, payload, kind] items"))?;
-            let id = item.get(0).as_f64().ok_or_else(|| JsValue::from_str("a write's id must be a number"))?;
-            // `false` and `true` are write and writeMany; the typed writes use numbers.
-            let kind = item.get(3);
-            let kind = kind.as_f64().map_or(if kind.is_truthy() { kind::WRITE_MANY } else { kind::WRITE }, |k| k as u8);
-            let settled = match op_from_js(kind, item.get(1).as_string(), &item.get(2), &item.get(4)) {
-                Ok(Some(op)) => self.store.submit(op, Ticket::Id(id)),
-                Ok(None) => Err(Settled { id, result: Ok(NOTHING) }),
-                Err(e) => Err(Settled { id, result: Err(e.into()) }),
+            self.submit_item(item, &refused)?;
+        }
+        Ok(refused)
+    }
+
+    /// Accepts one tick's writes packed in columns (the main thread's `sendWrites`), in order:
+    /// item `i` has id `ids[i]`; `counts[i]` is its number of parameters when it is a plain
+    /// `write` of the SQL `sqls[sql_index[i]]`, or `u32::MAX` when it is the next item of
+    /// `legacy` (any other kind, as `submit` takes it). The plain writes' parameters follow one
+    /// another in `tags` (0 null, 1 number, 2 string, 3 boolean, 4 any other value) with
+    /// numbers and booleans in `nums` (same index), strings cut from `text` at the UTF-16 ends
+    /// `text_ends`, and other values in `others`. Returns the refused ones like `submit`.
+    #[wasm_bindgen(js_name = submitPacked)]
+    #[allow(clippy::too_many_arguments, clippy::needless_pass_by_value)]
+    pub fn submit_packed(
+        &self,
+        ids: &[f64],
+        counts: &[u32],
+        sql_index: &[u32],
+        sqls: &Array,
+        tags: &[u8],
+        nums: &[f64],
+        text: String,
+        text_ends: &[u32],
+        others: &Array,
+        legacy: &Array,
+    ) -> Result<Array, JsValue> {
+        let malformed = || JsValue::from_str("submitPacked: malformed columns");
+        let refused = Array::new();
+        let sqls: Vec<String> = sqls.iter().map(|s| s.as_string().unwrap_or_default()).collect();
+        let mut strings = split_text(&text, text_ends).into_iter();
+        let (mut v, mut other, mut old) = (0usize, 0u32, 0u32);
+        for (i, (&id, &count)) in ids.iter().zip(counts).enumerate() {
+            if count == u32::MAX {
+                self.submit_item(legacy.get(old), &refused)?;
+                old += 1;
+                continue;
+            }
+            let sql = sql_index.get(i).and_then(|&at| sqls.get(at as usize)).ok_or_else(malformed)?;
+            let mut params = Vec::with_capacity(count as usize);
+            let mut error = None;
+            for k in 0..count as usize {
+                let (&tag, &n) = tags.get(v).zip(nums.get(v)).ok_or_else(malformed)?;
+                v += 1;
+                let value = match tag {
+                    0 => Ok(Value::Null),
+                    1 => Ok(number_value(n)),
+                    2 => Ok(Value::Text(strings.next().ok_or_else(malformed)?)),
+                    3 => Ok(Value::Integer(n as i64)),
+                    _ => {
+                        other += 1;
+                        value_from_js(&others.get(other - 1))
+                    }
+                };
+                match value {
+                    Ok(value) => params.push(value),
+                    Err(why) if error.is_none() => error = Some(invalid(format!("parameter {}: {why}", k + 1))),
+                    Err(_) => {}
+                }
+            }
+            let settled = match error {
+                None => self.store.submit(Op::Write(Write::one(sql.clone(), params)), Ticket::Id(id)),
+                Some(e) => Err(Settled { id, result: Err(e.into()) }),
             };
             if let Err(s) = settled {
                 push_settled(&refused, &s);
@@ -175,16 +228,43 @@ impl Database {
         Ok(refused)
     }
 
+    fn submit_item(&self, item: JsValue, refused: &Array) -> Result<(), JsValue> {
+        let item: Array =
+            item.dyn_into().map_err(|_| JsValue::from_str("submit takes [id, target, payload, kind] items"))?;
+        let id = item.get(0).as_f64().ok_or_else(|| JsValue::from_str("a write's id must be a number"))?;
+        // `false` and `true` are write and writeMany; the typed writes use numbers.
+        let kind = item.get(3);
+        let kind = kind.as_f64().map_or(if kind.is_truthy() { kind::WRITE_MANY } else { kind::WRITE }, |k| k as u8);
+        let settled = match op_from_js(kind, item.get(1).as_string(), &item.get(2), &item.get(4)) {
+            Ok(Some(op)) => self.store.submit(op, Ticket::Id(id)),
+            Ok(None) => Err(Settled { id, result: Ok(NOTHING) }),
+            Err(e) => Err(Settled { id, result: Err(e.into()) }),
+        };
+        if let Err(s) = settled {
+            push_settled(refused, &s);
+        }
+        Ok(())
+    }
+
     /// Sets the listener of main-thread writes: called once per settled batch with a flat array
-    /// `[id, ok, value, ...]` where `value` is the receipt, or a plain error object.
+    /// `[id, ok, value, ...]` where `value` is the receipt, or a plain error object, and a
+    /// `Float64Array` `[id, changes, lastRowid, batch, ...]` of the plain receipts (`write`s
+    /// whose rowid a number holds exactly), which are not in the first.
     #[wasm_bindgen(js_name = onSettled)]
     pub fn on_settled(&self, listener: Function) {
         self.store.set_listener(Rc::new(move |settled: Vec<Settled>| {
             let out = Array::new();
+            let mut receipts = Vec::with_capacity(settled.len() * 4);
             for s in &settled {
-                push_settled(&out, s);
+                match &s.result {
+                    Ok(Acked::One(r)) if r.last_rowid.unsigned_abs() <= MAX_SAFE_INTEGER => {
+                        receipts.extend([s.id, r.changes as f64, r.last_rowid as f64, r.batch as f64]);
+                    }
+                    _ => push_settled(&out, s),
+                }
             }
-            if let Err(e) = listener.call1(&JsValue::UNDEFINED, &out) {
+            let receipts = js_sys::Float64Array::from(receipts.as_slice());
+            if let Err(e) = listener.call2(&JsValue::UNDEFINED, &out, &receipts) {
                 crate::host::warn(&format!("sqlweir: the onSettled listener threw: {e:?}"));
             }
         }));
@@ -346,6 +426,55 @@ impl Database {
         };
         to_js(&out)
     }
+}
+
+/// Largest integer a JavaScript number holds exactly (2^53 - 1).
+const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+
+/// A number parameter, by [`value_from_js`]'s rule: integral within +-(2^53 - 1) as INTEGER.
+fn number_value(n: f64) -> Value {
+    #[allow(clippy::float_cmp)] // an exact test: is the number integral?
+    let integral = n.trunc() == n && n.abs() <= MAX_SAFE_INTEGER as f64;
+    if integral { Value::Integer(n as i64) } else { Value::Real(n) }
+}
+
+/// The strings joined in `text`, cut at `ends` (cumulative, in UTF-16 code units as JavaScript
+/// counts them). A lone surrogate became U+FFFD on the way in, as for one string alone; a
+/// surrogate pair that two neighbouring strings made up is cut back into two U+FFFD.
+fn split_text(text: &str, ends: &[u32]) -> Vec<String> {
+    let mut out = Vec::with_capacity(ends.len());
+    if ends.last().is_none_or(|&total| total as usize == text.len()) {
+        // Every character is ASCII: a UTF-16 unit is a byte.
+        let mut start = 0usize;
+        for &end in ends {
+            let end = (end as usize).clamp(start, text.len());
+            out.push(text[start..end].to_owned());
+            start = end;
+        }
+        return out;
+    }
+    let mut ends = ends.iter().map(|&e| e as usize).peekable();
+    let (mut unit, mut current) = (0usize, String::new());
+    for c in text.chars() {
+        while ends.peek().is_some_and(|&end| end <= unit) {
+            ends.next();
+            out.push(std::mem::take(&mut current));
+        }
+        let width = c.len_utf16();
+        if width == 2 && ends.peek() == Some(&(unit + 1)) {
+            ends.next();
+            current.push(char::REPLACEMENT_CHARACTER);
+            out.push(std::mem::take(&mut current));
+            current.push(char::REPLACEMENT_CHARACTER);
+        } else {
+            current.push(c);
+        }
+        unit += width;
+    }
+    for _ in ends {
+        out.push(std::mem::take(&mut current));
+    }
+    out
 }
 
 fn push_settled(out: &Array, s: &Settled) {

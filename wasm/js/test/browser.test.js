@@ -200,6 +200,22 @@ test("accepted types round-trip: bigint beyond 2^53, booleans, reals, blobs, nul
   assert.deepEqual(result.flags, { data: null });
 });
 
+test("strings of one tick keep their text: empty, non-ASCII, emoji, lone and split surrogates", async () => {
+  const result = await page.evaluate(async () => {
+    const db = window.bulk;
+    const texts = ["", "plain", "grüße", "", "日本語", "😀 emoji", "a\ud800", "\udc00b", "x\ud83d", "\ude00y", "tail"];
+    const ids = texts.map((_, i) => 70_000 + i);
+    const sql = "INSERT INTO items(n, label, data) VALUES (?, ?, ?)";
+    const receipts = await Promise.all(texts.map((t, i) => db.write(sql, [ids[i], `s${i}`, t])));
+    const rows = await db.query("SELECT CAST(data AS TEXT) AS text FROM items WHERE n >= 70000 AND n < 71000 ORDER BY n");
+    const alone = await Promise.all(texts.map((t) => db.query("SELECT ? AS text", [t])));
+    return { receipts, rows: rows.map((r) => r.text), alone: alone.map(([r]) => r.text) };
+  });
+  assert.deepEqual(result.rows, result.alone, "each string as if sent alone (lone surrogates become U+FFFD)");
+  assert.deepEqual(result.rows.slice(0, 6), ["", "plain", "grüße", "", "日本語", "😀 emoji"]);
+  assert.deepEqual(result.receipts.map((r) => [r.changes, r.lastRowid]), result.receipts.map((_, i) => [1, 70_000 + i]));
+});
+
 test("metrics, health and job locks answer from the worker", async () => {
   const result = await page.evaluate(async () => {
     const db = window.bulk;
@@ -233,6 +249,21 @@ test("data persists across a page reload", async () => {
   }, ITEMS);
   assert.deepEqual(result.totals, { count: 10_000, sum: 49_995_000 });
   assert.deepEqual(result.last, { label: "item 9999" });
+});
+
+test("a second open of an open database in the same page is refused, never a second writer", async () => {
+  const result = await page.evaluate(async () => {
+    const { open } = await import("sqlweir");
+    const first = await open("twice.db", { migrations: ["CREATE TABLE t(x)"] });
+    const second = await open("twice.db").catch((e) => e);
+    await first.write("INSERT INTO t VALUES (?)", [1]);
+    await first.close();
+    const reopened = await open("twice.db", { migrations: ["CREATE TABLE t(x)"] });
+    const [{ n }] = await reopened.query("SELECT count(*) AS n FROM t");
+    await reopened.close();
+    return { isError: second instanceof Error, code: second.code, n };
+  });
+  assert.deepEqual(result, { isError: true, code: "InUse", n: 1 });
 });
 
 test("close refuses later calls and a reopen finds the data", async () => {

@@ -245,13 +245,15 @@ test("closing the leader mid-stream: a follower leads, every write is acked exac
     const dups = await db.query("SELECT tab, seq, count(*) AS n FROM rows WHERE phase = 2 GROUP BY tab, seq HAVING n > 1");
     const [phase1] = await db.query("SELECT count(*) AS count FROM rows WHERE phase = 1");
     const metrics = await db.metrics();
-    return { totals, dups, phase1: phase1.count, metricsOk: typeof metrics.committed === "number" };
+    const [integrity] = await db.query("PRAGMA integrity_check");
+    return { totals, dups, phase1: phase1.count, metricsOk: typeof metrics.committed === "number", integrity };
   });
   const acked = states.reduce((n, s) => n + s.acked.length, 0);
   assert.equal(result.totals.count, acked, "the rows equal the acked writes");
   assert.equal(result.totals.distinct_rows, acked, "every acked write is there exactly once");
   assert.deepEqual(result.dups, []);
   assert.equal(result.phase1, 15_000, "nothing acked by the old leader was lost");
+  assert.deepEqual(result.integrity, { integrity_check: "ok" }, "the file survived its worker's end mid-stream");
   assert.ok(result.metricsOk);
   // The stale guard releases nothing on the new leader, not even a lock that got its number: the
   // new worker numbers tokens from 1, and the old one had given out fewer than 5.
