@@ -96,6 +96,28 @@ fn leading_keyword(sql: &str) -> &str {
     &rest[..end]
 }
 
+/// What a committed write did: what its owner's ticket resolves with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Receipt {
+    /// Rows changed by the statement.
+    pub changes: u64,
+    /// The last inserted rowid after the statement (0 where the database has none).
+    pub last_rowid: i64,
+    /// The batch (transaction) it committed in.
+    pub batch: u64,
+}
+
+/// What a committed `write_many` did: rows committed and each rejected row with its own error.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ManyOutcome {
+    /// Rows committed.
+    pub committed: u64,
+    /// Rejected rows, by index into the rows given.
+    pub rejected: Vec<(usize, WriteError)>,
+    /// The batch (transaction) it committed in.
+    pub batch: u64,
+}
+
 /// How one write of a committed batch ended.
 #[derive(Clone, Debug, PartialEq)]
 pub enum WriteResult {

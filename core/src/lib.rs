@@ -39,7 +39,7 @@ pub mod value;
 pub mod writer;
 
 pub use backend::{Applied, Backend};
-pub use batch::{BatchOutcome, Batcher, Rows, Write, WriteResult, apply};
+pub use batch::{BatchOutcome, Batcher, ManyOutcome, Receipt, Rows, Write, WriteResult, apply};
 pub use breaker::{Breaker, BreakerState, Transition};
 pub use error::{BackendError, ErrorClass, ErrorKind, WriteError};
 pub use joblock::{JobLocks, JobOutcome, JobRun, JobStatus, JobToken};

@@ -68,7 +68,8 @@ pub use sqlweir_core::{
     BackendError, ErrorKind, Health, HealthStatus, JobOutcome, JobRun, JobStatus, MetricsSnapshot, RetryPolicy,
     RowError, Value, WriteError, params,
 };
-pub use store::{ManyOutcome, Receipt, Store};
+pub use sqlweir_core::{ManyOutcome, Receipt};
+pub use store::Store;
 pub use ticket::Ticket;
 pub use tx::{Tx, TxError, TxTicket};
 pub use typed::Page;

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant, SystemTime};
 use rusqlite::{Connection, OpenFlags};
 use serde::de::DeserializeOwned;
 use sqlweir_core::{
-    Health, JobLocks, JobRun, JobStatus, MetricsSnapshot, PushError, Value, Write, WriteError, WriteQueue, WriteResult,
-    WriterState, from_row,
+    Health, JobLocks, JobRun, JobStatus, ManyOutcome, MetricsSnapshot, PushError, Receipt, Value, Write, WriteError,
+    WriteQueue, WriteResult, WriterState, from_row,
 };
 
 use crate::engine::{Engine, Reads};
@@ -25,28 +25,6 @@ use crate::ticket::{Admit, Slot, Ticket};
 use crate::tx::{self, Tx, TxError, TxJob, TxTicket};
 use crate::writer;
 use sqlweir_sqlite::MigrationError;
-
-/// What a committed write did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Receipt {
-    /// Rows changed by the statement.
-    pub changes: u64,
-    /// The last inserted rowid after the statement.
-    pub last_rowid: i64,
-    /// The batch (transaction) it committed in.
-    pub batch: u64,
-}
-
-/// What a `write_many` did: rows committed and each rejected row with its own error.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ManyOutcome {
-    /// Rows committed.
-    pub committed: u64,
-    /// Rejected rows, by index into the rows given.
-    pub rejected: Vec<(usize, WriteError)>,
-    /// The batch (transaction) it committed in.
-    pub batch: u64,
-}
 
 /// A handle to one database with one writer. Cheap to clone; share it between threads.
 ///

@@ -5,8 +5,9 @@ use serde::de::DeserializeOwned;
 use sqlweir_core::{Value, WriteError, from_row, insert_sql, quote_identifier, to_row, upsert_sql};
 
 use crate::error::QueryError;
-use crate::store::{ManyOutcome, Receipt, Store};
+use crate::store::Store;
 use crate::ticket::Ticket;
+use sqlweir_core::{ManyOutcome, Receipt};
 
 /// One page of a keyset pagination: rows, and the cursor for the next page (`None` at the end).
 #[derive(Clone, Debug, PartialEq)]

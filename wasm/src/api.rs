@@ -20,7 +20,8 @@ use crate::convert::{
 };
 use crate::error::{Coded, OpenError, QueryError};
 use crate::options::Options;
-use crate::store::{Acked, ManyOutcome, Op, Settled, Store, Ticket};
+use crate::store::{Acked, Op, Settled, Store, Ticket};
+use sqlweir_core::ManyOutcome;
 
 /// What a main-thread write item asks for (its fourth element).
 mod kind {

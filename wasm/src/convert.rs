@@ -7,7 +7,8 @@ use wasm_bindgen::{JsCast, JsValue};
 
 use crate::error::Coded;
 use crate::sqlite::QueryRows;
-use crate::store::{Acked, ManyOutcome, Receipt, TxOutcome};
+use crate::store::{Acked, TxOutcome};
+use sqlweir_core::{ManyOutcome, Receipt};
 
 /// Largest integer a JavaScript number holds exactly (2^53 - 1).
 const MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;

@@ -49,4 +49,5 @@ pub use bench::bench_raw;
 pub use error::{CloseError, Coded, LockError, OpenError, QueryError, TxError};
 pub use options::{Backpressure, Journal, Options, RetryOptions, Synchronous};
 pub use sqlite::QueryRows;
-pub use store::{ManyOutcome, Receipt, Store, TxOutcome};
+pub use sqlweir_core::{ManyOutcome, Receipt};
+pub use store::{Store, TxOutcome};

@@ -14,7 +14,8 @@ use std::time::Duration;
 use futures_channel::oneshot;
 use sqlweir_core::{
     Backend, BackendError, BatchOutcome, ErrorClass, ErrorKind, Event, Health, JobLocks, JobOutcome, JobRun, JobStatus,
-    JobToken, MetricsSnapshot, PushError, Step, Value, Write, WriteError, WriteQueue, WriteResult, WriterState, apply,
+    JobToken, ManyOutcome, MetricsSnapshot, PushError, Receipt, Step, Value, Write, WriteError, WriteQueue,
+    WriteResult, WriterState, apply,
 };
 
 use crate::error::{CloseError, LockError, OpenError, QueryError, TxError};
@@ -25,28 +26,6 @@ use crate::sqlite::{QueryRows, SqliteBackend};
 
 /// Poll interval while waiting for a job lock held by someone else.
 const LOCK_POLL: Duration = Duration::from_millis(10);
-
-/// A committed single write.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Receipt {
-    /// Rows the statement changed.
-    pub changes: u64,
-    /// The connection's last inserted rowid after the statement.
-    pub last_rowid: i64,
-    /// The batch (transaction) it committed in.
-    pub batch: u64,
-}
-
-/// A committed `write_many`: how many rows committed and which were rejected.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ManyOutcome {
-    /// Rows committed.
-    pub committed: u64,
-    /// Rejected rows: index into the rows given, and the error.
-    pub rejected: Vec<(usize, WriteError)>,
-    /// The batch (transaction) it committed in.
-    pub batch: u64,
-}
 
 /// A committed transaction: what each statement did, in order.
 #[derive(Clone, Debug, PartialEq)]
