@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import { CHROMIUM, CHROMIUM_ARGS } from "../../wasm/js/test/chromium.js";
 import { serveDemo } from "../server.js";
 
 const REPO = dirname(dirname(dirname(fileURLToPath(import.meta.url))));
@@ -17,7 +18,6 @@ const ARTIFACTS = join(REPO, "target", "www");
 // Fixed: the OPFS origin includes the port, and the reload test must come back to it.
 const PORT = Number(process.env.SQLWEIR_DEMO_TEST_PORT ?? 47_823);
 const URL = `http://127.0.0.1:${PORT}/`;
-const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const SLOW = { timeout: 120_000 };
 
 let server;
@@ -34,15 +34,7 @@ before(async () => {
     executablePath: CHROMIUM,
     headless: true,
     viewport: { width: 1280, height: 900 },
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
+    args: CHROMIUM_ARGS,
   });
   page = context.pages()[0] ?? (await context.newPage());
   page.on("console", (m) => m.type() === "error" && consoleErrors.push(`console: ${m.text()}`));

@@ -9,13 +9,13 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import { CHROMIUM, CHROMIUM_ARGS } from "./chromium.js";
 import { serve } from "./server.js";
 
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 // Fixed: the OPFS origin includes the port, and the reload test must come back to it.
 const PORT = Number(process.env.SQLWEIR_TEST_PORT ?? 47_813);
 const PAGE = `http://127.0.0.1:${PORT}/test/page.html`;
-const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 
 let server;
 let profile;
@@ -29,15 +29,7 @@ before(async () => {
   context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
+    args: CHROMIUM_ARGS,
   });
   page = context.pages()[0] ?? (await context.newPage());
   page.on("pageerror", (e) => pageErrors.push(e));

@@ -14,12 +14,12 @@ import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
 import { build as viteBuild } from "vite";
 import { chromium } from "playwright-core";
+import { CHROMIUM, CHROMIUM_ARGS } from "./chromium.js";
 import { serve } from "./server.js";
 
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 // Fixed: the OPFS origin includes the port, and the reopen must come back to the same origin.
 const PORT = Number(process.env.SQLWEIR_BUNDLER_TEST_PORT ?? 47_816);
-const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 
 // The app: what a web developer writes, with nothing sqlweir-specific about where files live.
 const APP = (name) => `
@@ -123,15 +123,7 @@ before(async () => {
   context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
+    args: CHROMIUM_ARGS,
   });
   page = context.pages()[0] ?? (await context.newPage());
   page.on("pageerror", (e) => pageErrors.push(e));

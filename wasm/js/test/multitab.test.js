@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import { CHROMIUM, CHROMIUM_ARGS } from "./chromium.js";
 import { serve } from "./server.js";
 
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
@@ -17,7 +18,6 @@ const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 // port of browser.test.js, so both files can run at once.
 const PORT = Number(process.env.SQLWEIR_MULTITAB_PORT ?? 47_814);
 const PAGE = `http://127.0.0.1:${PORT}/test/page.html`;
-const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const MIGRATIONS = [
   // No unique key on purpose: a write applied twice would show as a duplicate row.
   "CREATE TABLE rows(tab TEXT NOT NULL, seq INTEGER NOT NULL, phase INTEGER NOT NULL)",
@@ -98,15 +98,7 @@ before(async () => {
   context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
+    args: CHROMIUM_ARGS,
   });
   const first = context.pages()[0];
   pages = { a: await newPage("a"), b: await newPage("b"), c: await newPage("c") };

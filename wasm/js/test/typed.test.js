@@ -9,13 +9,13 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import { CHROMIUM, CHROMIUM_ARGS } from "./chromium.js";
 import { serve } from "./server.js";
 
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 // Not the port of browser.test.js or multitab.test.js, so the files can run at once.
 const PORT = Number(process.env.SQLWEIR_TYPED_PORT ?? 47_815);
 const PAGE = `http://127.0.0.1:${PORT}/test/page.html`;
-const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 
 const MIGRATIONS = [
   `CREATE TABLE vals(id INTEGER PRIMARY KEY, i INTEGER, f REAL, t TEXT, b BLOB, n INTEGER, flag INTEGER,
@@ -39,7 +39,7 @@ before(async () => {
   context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    args: CHROMIUM_ARGS,
   });
   page = context.pages()[0] ?? (await context.newPage());
   page.on("pageerror", (e) => pageErrors.push(e));
