@@ -18,6 +18,14 @@ pub enum OpenError {
         #[source]
         source: BackendError,
     },
+    /// This process already has a store open on the file.
+    #[error(
+        "{path} is already open in this process; clone the Store handle instead of opening it twice (one file, one writer)"
+    )]
+    AlreadyOpen {
+        /// The path given.
+        path: PathBuf,
+    },
     /// The file (or its directory) cannot be written.
     #[error("{path} is read-only; the store needs write access to the file and its directory")]
     ReadOnly {

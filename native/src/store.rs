@@ -1,5 +1,6 @@
 //! The store: opening, the write API, queries, job locks, metrics and closing.
 
+use std::collections::BTreeSet;
 use std::hash::{BuildHasher, RandomState};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -37,6 +38,8 @@ pub struct Store {
 }
 
 struct Handle {
+    /// The claim on the database file, given back once the writer stopped.
+    file: Mutex<Option<OpenFile>>,
     shared: Arc<Shared>,
     reads: Box<dyn Reads>,
     writer: Mutex<Option<JoinHandle<Result<(), CloseError>>>>,
@@ -285,12 +288,56 @@ impl Target {
 
 static MEMORY_STORES: AtomicU64 = AtomicU64::new(0);
 
+/// Database files open in this process: one file, one writer, even across `Store::open` calls.
+static OPEN_FILES: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
+
+/// A file's place in [`OPEN_FILES`], given back when the store's writer has stopped (or when
+/// opening fails).
+struct OpenFile(Mutex<Option<PathBuf>>);
+
+impl OpenFile {
+    /// Claims `path` for this process, or says it is already open.
+    fn claim(path: &Path) -> Result<OpenFile, OpenError> {
+        // The same file under another spelling is the same file: compare canonical paths (the
+        // file itself may not exist yet, its directory must).
+        let key = match (path.parent(), path.file_name()) {
+            (Some(dir), Some(name)) => {
+                std::fs::canonicalize(if dir.as_os_str().is_empty() { Path::new(".") } else { dir })
+                    .map_or_else(|_| path.to_path_buf(), |d| d.join(name))
+            }
+            _ => path.to_path_buf(),
+        };
+        if !lock(&OPEN_FILES).insert(key.clone()) {
+            return Err(OpenError::AlreadyOpen { path: path.to_path_buf() });
+        }
+        Ok(OpenFile(Mutex::new(Some(key))))
+    }
+
+    fn release(&self) {
+        if let Some(key) = lock(&self.0).take() {
+            lock(&OPEN_FILES).remove(&key);
+        }
+    }
+}
+
+impl Drop for OpenFile {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
 impl Store {
     /// Opens (or creates) the database at `path`: sets WAL, `synchronous`, foreign keys and a
     /// short busy timeout, runs the migrations not yet applied, opens the read pool and starts
     /// the writer thread. No write is accepted before the migrations ran.
+    ///
+    /// A file already open in this process is refused with `OpenError::AlreadyOpen`: share the
+    /// `Store` (it is `Clone`) instead, so that one file keeps one writer.
     pub fn open(path: impl AsRef<Path>, options: Options) -> Result<Store, OpenError> {
-        Store::start(&Target::File(path.as_ref().to_path_buf()), options)
+        let file = OpenFile::claim(path.as_ref())?;
+        let store = Store::start(&Target::File(path.as_ref().to_path_buf()), options)?;
+        *lock(&store.handle.file) = Some(file);
+        Ok(store)
     }
 
     /// Opens a private in-memory database (SQLite's `memdb`, shared by this store's
@@ -345,7 +392,9 @@ impl Store {
             .name("sqlweir-writer".into())
             .spawn(move || writer::run(&for_writer, engine).finish())
             .map_err(OpenError::Thread)?;
-        Ok(Store { handle: Arc::new(Handle { shared, reads, writer: Mutex::new(Some(thread)) }) })
+        Ok(Store {
+            handle: Arc::new(Handle { file: Mutex::new(None), shared, reads, writer: Mutex::new(Some(thread)) }),
+        })
     }
 
     fn shared(&self) -> &Arc<Shared> {
@@ -613,6 +662,10 @@ impl Handle {
         }
         let joined = thread.join();
         self.reads.close();
+        // The writer is gone: the file may be opened again.
+        if let Some(file) = lock(&self.file).take() {
+            file.release();
+        }
         let Ok(finished) = joined else {
             // Whatever is still queued fails with Closed as its entries drop.
             let drained = shared.queue().queue.take(usize::MAX);

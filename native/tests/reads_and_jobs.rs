@@ -141,3 +141,21 @@ fn opening_a_file_that_is_not_sqlite_says_so() {
         other => panic!("expected CannotOpen, got {:?}", other.err()),
     }
 }
+
+#[test]
+fn a_second_store_on_an_open_file_is_refused_until_the_first_closes() {
+    let db = temp_db();
+    let first = open(&db, Options::default());
+    let same_file_other_spelling = db.dir.path().join(".").join("test.db");
+    match Store::open(&same_file_other_spelling, Options::default()) {
+        Err(e @ OpenError::AlreadyOpen { .. }) => assert!(e.to_string().contains("clone the Store handle"), "{e}"),
+        other => panic!("expected AlreadyOpen, got {:?}", other.err()),
+    }
+    first.write(INSERT, params![1, "first", "x"]).wait().expect("the first store still writes");
+    first.close().expect("close");
+    let second = open(&db, Options::default());
+    assert_eq!(count(&second, "SELECT count(*) FROM events"), 1);
+    drop(second);
+    let third = open(&db, Options::default());
+    assert_eq!(count(&third, "SELECT count(*) FROM events"), 1, "dropping the last handle gives the file back too");
+}
