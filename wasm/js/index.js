@@ -104,27 +104,32 @@ class Connection {
     } catch {
       // One value could not be cloned (a function, a symbol...): find it, send the rest.
     }
-    const good = [];
-    for (const item of items) {
-      try {
-        structuredClone(item);
-        good.push(item);
-      } catch {
-        const waiter = this.writes.get(item[0]);
-        this.writes.delete(item[0]);
-        waiter?.reject(
-          new SqlweirError(
-            "invalid input: a parameter cannot be sent to the worker; use number, bigint, string, boolean, null or Uint8Array",
-            "InvalidInput",
-          ),
-        );
-      }
-    }
+    const good = cloneable(items, this.writes);
     if (good.length) this.worker.postMessage({ op: "write", db, items: good });
   }
 }
 
 let shared = null;
+
+/**
+ * The items of a message that could not be posted whole which can be cloned; each item that
+ * cannot (a function or a symbol among its values) is rejected alone with `InvalidInput`, and its
+ * waiter removed from `waiters`.
+ */
+function cloneable(items, waiters) {
+  const good = [];
+  for (const item of items) {
+    try {
+      structuredClone(item);
+      good.push(item);
+    } catch {
+      const waiter = waiters.get(item[0]);
+      waiters.delete(item[0]);
+      waiter?.reject(new SqlweirError(CANNOT_SEND, "InvalidInput"));
+    }
+  }
+  return good;
+}
 
 /** `counts` entry of an item that travels as it is (not a plain `write`). */
 const AS_IS = 0xffffffff;
@@ -417,17 +422,7 @@ class Hub {
     } catch {
       // One value could not be cloned: find it, send the rest.
     }
-    const good = [];
-    for (const item of items) {
-      try {
-        structuredClone(item);
-        good.push(item);
-      } catch {
-        const w = this.writes.get(item[0]);
-        this.writes.delete(item[0]);
-        w?.reject(new SqlweirError(CANNOT_SEND, "InvalidInput"));
-      }
-    }
+    const good = cloneable(items, this.writes);
     if (good.length) this.post({ t: "writes", to: this.leader, db: name, items: good });
   }
 

@@ -5,12 +5,11 @@
 
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdir, mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { mkdir } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
-import { CHROMIUM, CHROMIUM_ARGS } from "../../wasm/js/test/chromium.js";
+import { closeChromium, launchChromium } from "../../wasm/js/test/chromium.js";
 import { serveDemo } from "../server.js";
 
 const REPO = dirname(dirname(dirname(fileURLToPath(import.meta.url))));
@@ -29,13 +28,9 @@ const consoleErrors = [];
 before(async () => {
   await mkdir(ARTIFACTS, { recursive: true });
   server = await serveDemo(PORT);
-  profile = await mkdtemp(join(tmpdir(), "sqlweir-demo-chromium-"));
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
+  ({ context, profile } = await launchChromium(chromium, {
     viewport: { width: 1280, height: 900 },
-    args: CHROMIUM_ARGS,
-  });
+  }));
   page = context.pages()[0] ?? (await context.newPage());
   page.on("console", (m) => m.type() === "error" && consoleErrors.push(`console: ${m.text()}`));
   page.on("pageerror", (e) => consoleErrors.push(`page error: ${e.message}`));
@@ -45,9 +40,8 @@ before(async () => {
 });
 
 after(async () => {
-  await context?.close();
+  await closeChromium(context, profile);
   await new Promise((resolve) => (server ? server.close(resolve) : resolve()));
-  if (profile) await rm(profile, { recursive: true, force: true });
 });
 
 /** What sticks out: of the screen, of its box, or numbers cut off (scrolling boxes aside). */

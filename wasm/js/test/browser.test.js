@@ -4,12 +4,11 @@
 
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
-import { CHROMIUM, CHROMIUM_ARGS } from "./chromium.js";
+import { closeChromium, launchChromium } from "./chromium.js";
 import { serve } from "./server.js";
 
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
@@ -25,21 +24,15 @@ const pageErrors = [];
 
 before(async () => {
   server = await serve(ROOT, PORT);
-  profile = await mkdtemp(join(tmpdir(), "sqlweir-chromium-"));
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: CHROMIUM_ARGS,
-  });
+  ({ context, profile } = await launchChromium(chromium));
   page = context.pages()[0] ?? (await context.newPage());
   page.on("pageerror", (e) => pageErrors.push(e));
   await page.goto(PAGE);
 });
 
 after(async () => {
-  await context?.close();
+  await closeChromium(context, profile);
   await new Promise((resolve) => (server ? server.close(resolve) : resolve()));
-  if (profile) await rm(profile, { recursive: true, force: true });
 });
 
 const ITEMS = ["CREATE TABLE items(n INTEGER PRIMARY KEY, label TEXT NOT NULL UNIQUE, data BLOB)"];

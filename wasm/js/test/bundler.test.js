@@ -14,7 +14,7 @@ import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
 import { build as viteBuild } from "vite";
 import { chromium } from "playwright-core";
-import { CHROMIUM, CHROMIUM_ARGS } from "./chromium.js";
+import { closeChromium, launchChromium } from "./chromium.js";
 import { serve } from "./server.js";
 
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
@@ -119,12 +119,7 @@ before(async () => {
   }
   // Only the build outputs are served; one origin, so one port.
   server = await serve({ "/esbuild/": dist.esbuild, "/vite/": dist.vite }, PORT);
-  profile = await mkdtemp(join(tmpdir(), "sqlweir-chromium-"));
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: CHROMIUM_ARGS,
-  });
+  ({ context, profile } = await launchChromium(chromium));
   page = context.pages()[0] ?? (await context.newPage());
   page.on("pageerror", (e) => pageErrors.push(e));
   context.on("requestfailed", (r) => failed.push(`${r.url()} ${r.failure()?.errorText}`));
@@ -132,9 +127,8 @@ before(async () => {
 });
 
 after(async () => {
-  await context?.close();
+  await closeChromium(context, profile);
   await new Promise((resolve) => (server ? server.close(resolve) : resolve()));
-  if (profile) await rm(profile, { recursive: true, force: true });
   if (work) await rm(work, { recursive: true, force: true });
 });
 

@@ -5,12 +5,10 @@
 
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
-import { CHROMIUM, CHROMIUM_ARGS } from "./chromium.js";
+import { closeChromium, launchChromium } from "./chromium.js";
 import { serve } from "./server.js";
 
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
@@ -94,21 +92,15 @@ const role = (page) => page.evaluate(() => window.db.role);
 
 before(async () => {
   server = await serve(ROOT, PORT);
-  profile = await mkdtemp(join(tmpdir(), "sqlweir-multitab-"));
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: CHROMIUM_ARGS,
-  });
+  ({ context, profile } = await launchChromium(chromium));
   const first = context.pages()[0];
   pages = { a: await newPage("a"), b: await newPage("b"), c: await newPage("c") };
   await first?.close();
 });
 
 after(async () => {
-  await context?.close();
+  await closeChromium(context, profile);
   await new Promise((resolve) => (server ? server.close(resolve) : resolve()));
-  if (profile) await rm(profile, { recursive: true, force: true });
 });
 
 test("the first tab leads, the others follow", async () => {

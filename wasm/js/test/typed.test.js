@@ -4,12 +4,10 @@
 
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
-import { CHROMIUM, CHROMIUM_ARGS } from "./chromium.js";
+import { closeChromium, launchChromium } from "./chromium.js";
 import { serve } from "./server.js";
 
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
@@ -35,12 +33,7 @@ const pageErrors = [];
 
 before(async () => {
   server = await serve(ROOT, PORT);
-  profile = await mkdtemp(join(tmpdir(), "sqlweir-chromium-typed-"));
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: CHROMIUM_ARGS,
-  });
+  ({ context, profile } = await launchChromium(chromium));
   page = context.pages()[0] ?? (await context.newPage());
   page.on("pageerror", (e) => pageErrors.push(e));
   await page.goto(PAGE);
@@ -52,9 +45,8 @@ before(async () => {
 
 after(async () => {
   await page?.evaluate(() => window.db?.close()).catch(() => {});
-  await context?.close();
+  await closeChromium(context, profile);
   await new Promise((resolve) => (server ? server.close(resolve) : resolve()));
-  if (profile) await rm(profile, { recursive: true, force: true });
 });
 
 test("every supported value type round-trips through insert, insertMany and upsert", async () => {
