@@ -112,6 +112,12 @@ impl Done {
         wake.extend(waker);
     }
 
+    /// Drops the owner's side without resolving it: the entry was handed back, not accepted.
+    /// (Dropping it armed would fail the ticket with `Closed`; forgetting it would leak the slot.)
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+
     pub(crate) fn fail(mut self, error: WriteError) {
         if let Some(kind) = self.0.take() {
             fail_kind(kind, error);
@@ -219,8 +225,9 @@ impl<T: Send + 'static> Waiting<T> {
             Ok(()) => Some(Ok(slot)),
             Err(PushError::Full(p) | PushError::Closed(p)) => {
                 // Cannot happen under the lock after the checks above; keep the write anyway.
-                self.op = Some(p.op);
-                std::mem::forget(p.done);
+                let Pending { op, done } = p;
+                self.op = Some(op);
+                done.disarm();
                 None
             }
         }
@@ -458,7 +465,7 @@ impl Store {
             PushError::Full(p) => {
                 // Not accepted: take the entry back without resolving the slot.
                 let Pending { op, done } = p;
-                std::mem::forget(done);
+                done.disarm();
                 match shared.backpressure {
                     Backpressure::Fail => {
                         let capacity = shared.queue().queue.capacity();
