@@ -4,12 +4,23 @@ use crate::error::BackendError;
 use crate::value::Value;
 
 /// What one executed write did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Applied {
     /// Rows inserted, updated or deleted by the statement.
     pub changes: u64,
     /// The connection's last inserted rowid after the statement.
     pub last_rowid: i64,
+    /// The rows of its `RETURNING` clause; `None` for a statement without one.
+    pub returned: Option<Returned>,
+}
+
+/// The rows a write's `RETURNING` clause produced.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Returned {
+    /// Column names, in order.
+    pub columns: Vec<String>,
+    /// One `Vec<Value>` per row, in the columns' order.
+    pub rows: Vec<Vec<Value>>,
 }
 
 /// A database connection the writer drives. Exactly one exists per store: the writer owns it.
@@ -26,8 +37,13 @@ pub trait Backend {
     /// Rolls the open transaction back; a no-op when none is open.
     fn rollback(&mut self) -> Result<(), BackendError>;
     /// Runs `sql` once per row of `rows`, in order, and reports each row to `each` with its
-    /// index, its result and whether a transaction is still open afterwards. Stops when `each`
+    /// index, its result and whether the transaction can go on (`kept`). Stops when `each`
     /// returns `false`.
+    ///
+    /// `kept` is `false` after a rejected row when the database rolled the transaction back,
+    /// and also when the failed statement may have left part of its effect behind (SQLite's
+    /// `OR FAIL` and `RAISE(FAIL)` keep the rows changed before the failure): then the caller
+    /// rolls back and replays the batch without that row.
     ///
     /// The default calls [`execute`](Self::execute) per row; backends override it to prepare
     /// the statement once for the whole group (a `write_many`, or a run of single writes of
@@ -40,8 +56,8 @@ pub trait Backend {
     ) {
         for (i, params) in rows.iter().enumerate() {
             let result = self.execute(sql, params);
-            let open = result.is_ok() || self.in_transaction();
-            if !each(i, result, open) {
+            let kept = result.is_ok() || self.in_transaction();
+            if !each(i, result, kept) {
                 return;
             }
         }

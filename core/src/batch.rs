@@ -4,8 +4,11 @@ use std::borrow::Borrow;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use crate::backend::{Applied, Backend};
+use serde::de::DeserializeOwned;
+
+use crate::backend::{Applied, Backend, Returned};
 use crate::error::{BackendError, ErrorClass, WriteError};
+use crate::row::{RowError, from_row};
 use crate::value::Value;
 
 /// One accepted write: a statement and its parameter rows.
@@ -45,23 +48,39 @@ impl Write {
         }
     }
 
-    /// Checks the write before it is accepted: the statement's kind, then the values (the first
-    /// bad value is reported).
+    /// Checks the write before it is accepted: its text, then the values (the first bad value
+    /// is reported).
     ///
-    /// PRAGMA and EXPLAIN statements are refused here, before SQLite ever sees them: SQLite runs
-    /// some pragmas (`query_only`, `ignore_check_constraints`, `synchronous`, ...) while
-    /// *preparing* them, so one would change the shared writer connection even if it were then
-    /// refused. Set pragmas through migrations or the store's options instead.
+    /// Refused here: text with a NUL byte (SQLite would stop reading at it and silently drop
+    /// what follows), text with no statement at all (empty, blanks, comments, `;`), and PRAGMA
+    /// and EXPLAIN statements, which would change the shared writer connection (set pragmas
+    /// through migrations or the store's options). The backend checks the prepared statement
+    /// itself as well (SQLite's authorizer refuses pragmas and transaction control while
+    /// preparing, before they can run); this check gives the common mistakes a clear message
+    /// before the write is queued.
     pub fn check(&self) -> Result<(), WriteError> {
+        let refuse = |message: String| Err(WriteError::InvalidInput { message });
+        if self.sql.contains('\0') {
+            return refuse(
+                "statement text contains a NUL byte: SQLite would ignore everything after it; \
+                 pass values as parameters"
+                    .into(),
+            );
+        }
         let keyword = leading_keyword(&self.sql);
-        if keyword.eq_ignore_ascii_case("pragma") || keyword.eq_ignore_ascii_case("explain") {
-            return Err(WriteError::InvalidInput {
-                message: format!(
-                    "{} statements cannot go through the write queue: they would change the shared writer \
-                     connection; set pragmas with migrations or options",
-                    keyword.to_ascii_uppercase()
-                ),
+        if keyword.is_empty() {
+            return refuse(if starts_statement(&self.sql) {
+                format!("statement does not start with a keyword: {}", self.sql.trim())
+            } else {
+                "empty statement: the text holds no SQL (only blanks, comments or `;`)".into()
             });
+        }
+        if keyword.eq_ignore_ascii_case("pragma") || keyword.eq_ignore_ascii_case("explain") {
+            return refuse(format!(
+                "{} statements cannot go through the write queue: they would change the shared writer \
+                 connection; set pragmas with migrations or options",
+                keyword.to_ascii_uppercase()
+            ));
         }
         let check_row = |row: &[Value], at: Option<usize>| {
             for (i, v) in row.iter().enumerate() {
@@ -79,25 +98,34 @@ impl Write {
     }
 }
 
-/// The first keyword of a statement, after whitespace and comments.
+/// The first keyword of a statement, after whitespace, comments and empty statements (`;`).
 fn leading_keyword(sql: &str) -> &str {
+    let rest = skip_blanks(sql);
+    let end = rest.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(rest.len());
+    &rest[..end]
+}
+
+/// Whether anything but whitespace, comments and `;` is left.
+fn starts_statement(sql: &str) -> bool {
+    !skip_blanks(sql).is_empty()
+}
+
+fn skip_blanks(sql: &str) -> &str {
     let mut rest = sql;
     loop {
-        rest = rest.trim_start();
+        rest = rest.trim_start_matches(|c: char| c.is_whitespace() || c == ';');
         if let Some(after) = rest.strip_prefix("--") {
             rest = after.find('\n').map_or("", |i| &after[i..]);
         } else if let Some(after) = rest.strip_prefix("/*") {
             rest = after.find("*/").map_or("", |i| &after[i + 2..]);
         } else {
-            break;
+            return rest;
         }
     }
-    let end = rest.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(rest.len());
-    &rest[..end]
 }
 
 /// What a committed write did: what its owner's ticket resolves with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Receipt {
     /// Rows changed by the statement.
     pub changes: u64,
@@ -105,6 +133,31 @@ pub struct Receipt {
     pub last_rowid: i64,
     /// The batch (transaction) it committed in.
     pub batch: u64,
+    /// The rows of the statement's `RETURNING` clause, `None` without one (see
+    /// [`Receipt::rows`]).
+    pub returned: Option<Returned>,
+}
+
+impl Receipt {
+    /// The receipt of a write applied in batch `batch`.
+    pub fn new(applied: Applied, batch: u64) -> Self {
+        Receipt { changes: applied.changes, last_rowid: applied.last_rowid, batch, returned: applied.returned }
+    }
+
+    /// The rows of the write's `RETURNING` clause, each deserialized into `T` as
+    /// `query_as` does (structs by column name, tuples by position, one column into a scalar).
+    /// Empty for a write without `RETURNING`.
+    ///
+    /// ```
+    /// use sqlweir_core::{Applied, Receipt, Returned, Value};
+    /// let returned = Returned { columns: vec!["id".into()], rows: vec![vec![Value::Integer(7)]] };
+    /// let receipt = Receipt::new(Applied { changes: 1, last_rowid: 7, returned: Some(returned) }, 1);
+    /// assert_eq!(receipt.rows::<i64>().unwrap(), vec![7]);
+    /// ```
+    pub fn rows<T: DeserializeOwned>(&self) -> Result<Vec<T>, RowError> {
+        let Some(returned) = &self.returned else { return Ok(Vec::new()) };
+        returned.rows.iter().map(|r| from_row(&returned.columns, r)).collect()
+    }
 }
 
 /// What a committed `write_many` did: rows committed and each rejected row with its own error.
@@ -229,7 +282,7 @@ pub fn apply<B: Backend + ?Sized, W: Borrow<Write>>(backend: &mut B, writes: &[W
                 }
             }
             let mut stop = None;
-            backend.execute_many(&first.sql, &slices, &mut |k, result, open| {
+            backend.execute_many(&first.sql, &slices, &mut |k, result, kept| {
                 let (w, r) = places[k];
                 match result {
                     Ok(a) => {
@@ -239,7 +292,7 @@ pub fn apply<B: Backend + ?Sized, W: Borrow<Write>>(backend: &mut B, writes: &[W
                     Err(e) if e.class == ErrorClass::Rejected => {
                         rejected.insert((w, r));
                         errors.push(((w, r), WriteError::Backend(e)));
-                        if open {
+                        if kept {
                             true
                         } else {
                             stop = Some(Stop::Replay);
@@ -255,6 +308,11 @@ pub fn apply<B: Backend + ?Sized, W: Borrow<Write>>(backend: &mut B, writes: &[W
             match stop {
                 None => start = end,
                 Some(Stop::Replay) => {
+                    // The database may have rolled back already; if not (the failed statement
+                    // left part of its effect), undo everything before starting over.
+                    if let Err(e) = backend.rollback() {
+                        return abandon(backend, e);
+                    }
                     replays += 1;
                     continue 'attempt;
                 }
@@ -264,13 +322,14 @@ pub fn apply<B: Backend + ?Sized, W: Borrow<Write>>(backend: &mut B, writes: &[W
         if let Err(e) = backend.commit() {
             return abandon(backend, e);
         }
-        return BatchOutcome::Committed { results: assemble(writes, &offsets, &applied, errors), replays };
+        return BatchOutcome::Committed { results: assemble(writes, &offsets, applied, errors), replays };
     }
 }
 
 /// Why a batch attempt stopped before its end.
 enum Stop {
-    /// The database rolled the transaction back after a rejected row: start over without it.
+    /// The database rolled the transaction back after a rejected row, or the row may have left
+    /// part of its effect: start over without it.
     Replay,
     /// A transient or fatal error: roll back and report it.
     Abandon(BackendError),
@@ -286,7 +345,7 @@ fn abandon<B: Backend + ?Sized>(backend: &mut B, e: BackendError) -> BatchOutcom
 fn assemble<W: Borrow<Write>>(
     writes: &[W],
     offsets: &[usize],
-    applied: &[Option<Applied>],
+    mut applied: Vec<Option<Applied>>,
     mut errors: Vec<((usize, usize), WriteError)>,
 ) -> Vec<WriteResult> {
     errors.sort_by_key(|(at, _)| *at);
@@ -303,9 +362,9 @@ fn assemble<W: Borrow<Write>>(
                 let ((_, r), e) = errors.next().expect("peeked");
                 own.push((r, e));
             }
-            let done = &applied[offsets[w]..offsets[w + 1]];
+            let done = &mut applied[offsets[w]..offsets[w + 1]];
             match write.borrow().rows {
-                Rows::One(_) => match (done[0], own.pop()) {
+                Rows::One(_) => match (done[0].take(), own.pop()) {
                     (Some(a), _) => WriteResult::One(Ok(a)),
                     (None, Some((_, e))) => WriteResult::One(Err(e)),
                     (None, None) => unreachable!("a single write is either applied or rejected"),
@@ -468,9 +527,13 @@ mod tests {
 
     #[test]
     fn pragma_and_explain_are_refused_before_sqlite_sees_them() {
-        for sql in
-            ["PRAGMA query_only = 1", "  pragma synchronous=OFF", "-- note\n/* x */ Pragma foo", "EXPLAIN PRAGMA x"]
-        {
+        for sql in [
+            "PRAGMA query_only = 1",
+            "  pragma synchronous=OFF",
+            "-- note\n/* x */ Pragma foo",
+            "EXPLAIN PRAGMA x",
+            "; PRAGMA query_only = 1",
+        ] {
             let e = Write::one(sql, vec![]).check().unwrap_err();
             assert_eq!(e.code(), "InvalidInput", "{sql}");
             assert!(e.to_string().contains("cannot go through the write queue"), "{e}");
@@ -481,6 +544,13 @@ mod tests {
             assert!(Write::one(sql, vec![]).check().is_ok(), "{sql}");
         }
         assert_eq!(leading_keyword("  -- only a comment"), "");
+        assert_eq!(leading_keyword(" ;; /* x */ ; pragma query_only = 1"), "pragma", "empty statements are skipped");
+        for sql in ["", "   ", "-- c", "/* c */", ";", " ; ;", "\0INSERT INTO t VALUES (1)"] {
+            assert_eq!(Write::one(sql, vec![]).check().unwrap_err().code(), "InvalidInput", "{sql:?}");
+        }
+        let nul = Write::one("INSERT INTO t VALUES (1)\0; DROP TABLE t", vec![]).check().unwrap_err();
+        assert!(nul.to_string().contains("NUL"), "{nul}");
+        assert!(Write::many("", vec![params![1]]).check().is_err());
     }
 
     #[test]

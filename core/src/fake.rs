@@ -123,7 +123,7 @@ impl Backend for FakeBackend {
             }
         }
         staged.push(params.to_vec());
-        Ok(Applied { changes: 1, last_rowid: (self.committed.len() + staged.len()) as i64 })
+        Ok(Applied { changes: 1, last_rowid: (self.committed.len() + staged.len()) as i64, returned: None })
     }
 
     fn commit(&mut self) -> Result<(), BackendError> {

@@ -38,7 +38,7 @@ pub mod typed;
 pub mod value;
 pub mod writer;
 
-pub use backend::{Applied, Backend};
+pub use backend::{Applied, Backend, Returned};
 pub use batch::{BatchOutcome, Batcher, ManyOutcome, Receipt, Rows, Write, WriteResult, apply};
 pub use breaker::{Breaker, BreakerState, Transition};
 pub use error::{BackendError, ErrorClass, ErrorKind, WriteError};

@@ -275,6 +275,13 @@ impl WriterState {
         Step::Fail(error)
     }
 
+    /// Counts `rows` rejected by their owner's own doing outside a batch (a transaction whose
+    /// statement or closure failed and was rolled back), so that after a flush
+    /// `accepted == committed + rejected + failed` holds for transactions too.
+    pub fn record_rejected(&mut self, rows: u64) {
+        self.metrics.rejected += rows;
+    }
+
     /// Records one acknowledgement (a write resolved, with any result) for ack latency.
     pub fn record_ack(&mut self, accepted_at: Duration, now: Duration) {
         self.metrics.ack_latency.record(now.saturating_sub(accepted_at));

@@ -242,7 +242,7 @@ impl Backend for PgBackend {
             other => other,
         };
         match outcome {
-            Ok(changes) => Ok(Applied { changes, last_rowid: 0 }),
+            Ok(changes) => Ok(Applied { changes, last_rowid: 0, returned: None }),
             Err(e) => {
                 let error = self.failed(&e);
                 if error.class != ErrorClass::Rejected {

@@ -3,8 +3,8 @@
 
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
-use rusqlite::Connection;
 use sqlweir_core::Value;
+use sqlweir_sqlite::ReadConnection;
 
 use crate::engine::Reads;
 use crate::error::QueryError;
@@ -23,9 +23,10 @@ pub(crate) trait Reader: Send + 'static {
     fn run(&mut self, sql: &str, params: &[Value]) -> Result<Rows, QueryError>;
 }
 
-impl Reader for Connection {
+impl Reader for ReadConnection {
     fn run(&mut self, sql: &str, params: &[Value]) -> Result<Rows, QueryError> {
-        run(self, sql, params)
+        let (columns, rows) = self.query(sql, params).map_err(QueryError::Database)?;
+        Ok(Rows { columns, rows })
     }
 }
 
@@ -72,9 +73,4 @@ impl<C: Reader> Reads for ReadPool<C> {
         drop(conns);
         self.returned.notify_all();
     }
-}
-
-pub(crate) fn run(conn: &Connection, sql: &str, params: &[Value]) -> Result<Rows, QueryError> {
-    let (columns, rows) = sqlweir_sqlite::query(conn, sql, params, false).map_err(QueryError::Database)?;
-    Ok(Rows { columns, rows })
 }

@@ -7,11 +7,12 @@ pub(crate) use sqlweir_sqlite::{SqliteBackend, classify, classify_code};
 
 use crate::engine::Engine;
 use crate::error::{CloseError, QueryError};
-use crate::read::{Rows, run as run_query};
+use crate::read::Rows;
 
 impl Engine for SqliteBackend {
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<Rows, QueryError> {
-        run_query(&self.conn, sql, params)
+        let (columns, rows) = SqliteBackend::query(self, sql, params, false).map_err(QueryError::Database)?;
+        Ok(Rows { columns, rows })
     }
 
     fn finish(&mut self) -> Result<(), CloseError> {

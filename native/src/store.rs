@@ -25,7 +25,7 @@ use crate::sqlite::{SqliteBackend, classify};
 use crate::ticket::{Admit, Slot, Ticket};
 use crate::tx::{self, Tx, TxError, TxJob, TxTicket};
 use crate::writer;
-use sqlweir_sqlite::MigrationError;
+use sqlweir_sqlite::{MigrationError, ReadConnection};
 
 /// A handle to one database with one writer. Cheap to clone; share it between threads.
 ///
@@ -60,6 +60,29 @@ pub(crate) struct Shared {
     closed: AtomicBool,
     journal_mode: String,
     engine_version: String,
+    /// The file's claim when the last handle was dropped on the writer thread itself (a
+    /// transaction closure held it): the writer cannot be joined from there, so it gives the
+    /// claim back itself once it has drained the queue and stopped.
+    release_on_exit: Mutex<Option<OpenFile>>,
+}
+
+thread_local! {
+    /// Set on writer threads: a blocking wait for the writer from there would never end.
+    static ON_WRITER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the calling thread is a store's writer (running a transaction closure).
+pub(crate) fn on_writer_thread() -> bool {
+    ON_WRITER.with(std::cell::Cell::get)
+}
+
+/// The error for a write queued from inside a transaction closure.
+fn from_writer_thread() -> WriteError {
+    WriteError::InvalidInput {
+        message: "a write queued from inside a transaction closure would wait for the writer that runs \
+                  the closure (a deadlock); use the closure's tx.execute, or queue it after the transaction"
+            .into(),
+    }
 }
 
 pub(crate) struct QueueState {
@@ -296,24 +319,53 @@ impl Target {
 static MEMORY_STORES: AtomicU64 = AtomicU64::new(0);
 
 /// Database files open in this process: one file, one writer, even across `Store::open` calls.
-static OPEN_FILES: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
+static OPEN_FILES: Mutex<BTreeSet<FileId>> = Mutex::new(BTreeSet::new());
 
-/// A file's place in [`OPEN_FILES`], given back when the store's writer has stopped (or when
-/// opening fails).
-struct OpenFile(Mutex<Option<PathBuf>>);
+/// What a database file is, as the OS sees it: its device and inode where there are such
+/// (every spelling, symlink and hard link of one file gives the same), else its canonical path.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum FileId {
+    Inode(u64, u64),
+    Path(PathBuf),
+}
 
-impl OpenFile {
-    /// Claims `path` for this process, or says it is already open.
-    fn claim(path: &Path) -> Result<OpenFile, OpenError> {
-        // The same file under another spelling is the same file: compare canonical paths (the
-        // file itself may not exist yet, its directory must).
-        let key = match (path.parent(), path.file_name()) {
+impl FileId {
+    fn of(path: &Path) -> FileId {
+        // A file that does not exist yet is created empty (SQLite reads an empty file as an
+        // empty database), so that it has an identity before anyone else can link to it.
+        if !path.exists() {
+            let _ = std::fs::OpenOptions::new().write(true).create_new(true).open(path);
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            if let Ok(meta) = std::fs::metadata(path) {
+                return FileId::Inode(meta.dev(), meta.ino());
+            }
+        }
+        // Elsewhere (or when the file cannot be read: SQLite will say why) the canonical path
+        // stands for the file; its directory must exist.
+        if let Ok(canonical) = std::fs::canonicalize(path) {
+            return FileId::Path(canonical);
+        }
+        FileId::Path(match (path.parent(), path.file_name()) {
             (Some(dir), Some(name)) => {
                 std::fs::canonicalize(if dir.as_os_str().is_empty() { Path::new(".") } else { dir })
                     .map_or_else(|_| path.to_path_buf(), |d| d.join(name))
             }
             _ => path.to_path_buf(),
-        };
+        })
+    }
+}
+
+/// A file's place in [`OPEN_FILES`], given back when the store's writer has stopped (or when
+/// opening fails).
+struct OpenFile(Mutex<Option<FileId>>);
+
+impl OpenFile {
+    /// Claims `path` for this process, or says it is already open.
+    fn claim(path: &Path) -> Result<OpenFile, OpenError> {
+        let key = FileId::of(path);
         if !lock(&OPEN_FILES).insert(key.clone()) {
             return Err(OpenError::AlreadyOpen { path: path.to_path_buf() });
         }
@@ -363,7 +415,8 @@ impl Store {
             readers.push(open_reader(target)?);
         }
         let version = format!("SQLite {}", rusqlite::version());
-        Store::with_engine(SqliteBackend::new(conn), Box::new(ReadPool::new(readers)), journal_mode, version, options)
+        let backend = SqliteBackend::new(conn).map_err(OpenError::Setup)?;
+        Store::with_engine(backend, Box::new(ReadPool::new(readers)), journal_mode, version, options)
     }
 
     /// Starts the writer thread on `engine` and assembles the store.
@@ -393,11 +446,23 @@ impl Store {
             closed: AtomicBool::new(false),
             journal_mode,
             engine_version,
+            release_on_exit: Mutex::new(None),
         });
         let for_writer = shared.clone();
         let thread = std::thread::Builder::new()
             .name("sqlweir-writer".into())
-            .spawn(move || writer::run(&for_writer, engine).finish())
+            .spawn(move || {
+                ON_WRITER.with(|on| on.set(true));
+                let finished = writer::run(&for_writer, engine).finish();
+                if let Some(file) = lock(&for_writer.release_on_exit).take() {
+                    // Nobody joins this thread: report here, then give the file back.
+                    if let Err(e) = &finished {
+                        tracing::error!(error = %e, "closing the store after its last handle was dropped failed");
+                    }
+                    file.release();
+                }
+                finished
+            })
             .map_err(OpenError::Thread)?;
         Ok(Store {
             handle: Arc::new(Handle { file: Mutex::new(None), shared, reads, writer: Mutex::new(Some(thread)) }),
@@ -435,6 +500,9 @@ impl Store {
     ) -> Ticket<T> {
         if let Err(e) = write.check() {
             return Ticket::ready(Err(e));
+        }
+        if on_writer_thread() {
+            return Ticket::ready(Err(from_writer_thread()));
         }
         let rows = write.row_count();
         self.enqueue(Op::Write(write), rows, wrap)
@@ -502,6 +570,9 @@ impl Store {
         R: Send + 'static,
         F: FnMut(&mut Tx<'_>) -> Result<R, TxError> + Send + 'static,
     {
+        if on_writer_thread() {
+            return TxTicket { inner: Ticket::ready(Err(from_writer_thread())) };
+        }
         let (job, slot) = tx::job(f);
         let shared = self.shared();
         let mut q = shared.queue();
@@ -529,6 +600,9 @@ impl Store {
 
     /// Resolves when every write accepted before this call has resolved.
     pub fn flush(&self) -> Ticket<()> {
+        if on_writer_thread() {
+            return Ticket::ready(Err(from_writer_thread()));
+        }
         let shared = self.shared();
         let slot = Slot::new();
         let mut q = shared.queue();
@@ -647,6 +721,9 @@ impl Store {
     /// Flushes every accepted write, stops the writer, checkpoints the WAL and closes every
     /// connection. Writes after this fail with `Closed`. Closing twice is fine. Closes the store
     /// for every clone of this handle.
+    ///
+    /// Called from inside a transaction closure (the writer thread), it stops new writes and
+    /// returns at once: the writer flushes what is queued after the closure and then stops.
     pub fn close(&self) -> Result<(), CloseError> {
         self.handle.shutdown()
     }
@@ -666,6 +743,16 @@ impl Handle {
             for w in q.room_wakers.drain(..) {
                 w.wake();
             }
+        }
+        if on_writer_thread() {
+            // The writer is this very thread (the last handle went away inside a transaction
+            // closure): joining would deadlock. The writer drains the queue, finishes and gives
+            // the file back itself.
+            if let Some(file) = lock(&self.file).take() {
+                *lock(&shared.release_on_exit) = Some(file);
+            }
+            drop(thread);
+            return Ok(());
         }
         let joined = thread.join();
         self.reads.close();
@@ -727,7 +814,7 @@ fn open_writer(target: &Target, options: &Options) -> Result<Connection, OpenErr
     Ok(conn)
 }
 
-fn open_reader(target: &Target) -> Result<Connection, OpenError> {
+fn open_reader(target: &Target) -> Result<ReadConnection, OpenError> {
     let path = target.describe();
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = match target {
@@ -738,7 +825,7 @@ fn open_reader(target: &Target) -> Result<Connection, OpenError> {
     // Readers wait on the rare locks a WAL reader can meet (recovery, a memdb commit).
     conn.busy_timeout(Duration::from_secs(5)).map_err(|e| OpenError::Setup(classify(e)))?;
     conn.set_prepared_statement_cache_capacity(64);
-    Ok(conn)
+    ReadConnection::new(conn).map_err(OpenError::Setup)
 }
 
 fn open_failure(path: &Path, e: sqlweir_core::BackendError) -> OpenError {

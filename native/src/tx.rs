@@ -9,7 +9,9 @@ use std::task::{Context, Poll};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use sqlweir_core::{BatchOutcome, ErrorClass, Step, Value, Write, WriteError, from_row, insert_sql, to_row};
+use sqlweir_core::{
+    Applied, BatchOutcome, ErrorClass, Step, Value, Write, WriteError, WriteResult, from_row, insert_sql, to_row,
+};
 
 use crate::engine::Engine;
 use crate::error::QueryError;
@@ -164,7 +166,10 @@ fn attempt(backend: &mut dyn Engine, job: &mut Box<dyn TxJob>) -> Attempt {
     let error = match catch_unwind(AssertUnwindSafe(|| job.attempt(&mut Tx { backend: &mut *backend }))) {
         Ok(Ok(())) => {
             return Attempt::Outcome(match backend.commit() {
-                Ok(()) => BatchOutcome::Committed { results: Vec::new(), replays: 0 },
+                // One entry of the queue, counted as one committed row.
+                Ok(()) => {
+                    BatchOutcome::Committed { results: vec![WriteResult::One(Ok(Applied::default()))], replays: 0 }
+                }
                 Err(e) => abandoned(backend, e),
             });
         }
@@ -205,6 +210,7 @@ pub(crate) fn run(shared: &Arc<Shared>, backend: &mut dyn Engine, mut job: Box<d
         let outcome = match attempt(backend, &mut job) {
             Attempt::Outcome(outcome) => outcome,
             Attempt::Finished(error) => {
+                shared.writer().record_rejected(1);
                 job.fail(error);
                 return;
             }

@@ -143,7 +143,7 @@ pub(crate) fn log_events(shared: &Shared) {
 /// Turns a core result into what the owner's ticket expects.
 pub(crate) fn one_receipt(result: WriteResult, batch: u64) -> Result<Receipt, WriteError> {
     match result {
-        WriteResult::One(r) => r.map(|a| Receipt { changes: a.changes, last_rowid: a.last_rowid, batch }),
+        WriteResult::One(r) => r.map(|a| Receipt::new(a, batch)),
         WriteResult::Many { .. } => unreachable!("a single write gets a single result"),
     }
 }

@@ -159,3 +159,19 @@ fn a_second_store_on_an_open_file_is_refused_until_the_first_closes() {
     let third = open(&db, Options::default());
     assert_eq!(count(&third, "SELECT count(*) FROM events"), 1, "dropping the last handle gives the file back too");
 }
+
+#[test]
+fn a_store_without_migrations_opens_any_existing_schema() {
+    //! `Store::open(path, Options::default())` refused every file whose `user_version` was
+    //! above 0 with `SchemaTooNew`, so the CLI refused databases the library itself had
+    //! created, and so did any app database that uses `user_version` for its own purposes.
+    let db = temp_db();
+    let store = Store::open(&db.path, Options::default().migrations(&[EVENTS, "SELECT 1"])).expect("v2");
+    store.write(INSERT, params![1, "a", "b"]).wait().expect("write");
+    store.close().expect("close");
+    let plain = Store::open(&db.path, Options::default()).expect("no migrations: the schema is taken as it is");
+    assert_eq!(count(&plain, "PRAGMA user_version"), 2, "the version is left alone");
+    plain.write(INSERT, params![2, "c", "d"]).wait().expect("writes go to the existing table");
+    assert_eq!(count(&plain, "SELECT count(*) FROM events"), 2);
+    plain.close().expect("close");
+}

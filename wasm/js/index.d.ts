@@ -79,6 +79,8 @@ export interface Receipt {
   lastRowid: number | bigint;
   /** The batch (transaction) it committed in. */
   batch: number;
+  /** The rows of the statement's `RETURNING` clause, as plain objects; absent without one. */
+  rows?: Record<string, unknown>[];
 }
 
 /** A committed `writeMany`. */

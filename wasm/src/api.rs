@@ -258,7 +258,7 @@ impl Database {
             let mut receipts = Vec::with_capacity(settled.len() * 4);
             for s in &settled {
                 match &s.result {
-                    Ok(Acked::One(r)) if r.last_rowid.unsigned_abs() <= MAX_SAFE_INTEGER => {
+                    Ok(Acked::One(r)) if r.returned.is_none() && r.last_rowid.unsigned_abs() <= MAX_SAFE_INTEGER => {
                         receipts.extend([s.id, r.changes as f64, r.last_rowid as f64, r.batch as f64]);
                     }
                     _ => push_settled(&out, s),

@@ -230,9 +230,14 @@ pub(crate) fn value_to_js(v: &Value) -> JsValue {
 
 /// Rows as plain objects keyed by column name (a later column of the same name wins).
 pub(crate) fn rows_to_js(found: &QueryRows) -> Result<Array, JsValue> {
-    let keys: Vec<JsValue> = found.columns.iter().map(|c| JsValue::from_str(c)).collect();
-    let out = Array::new_with_length(found.rows.len() as u32);
-    for (i, row) in found.rows.iter().enumerate() {
+    objects_to_js(&found.columns, &found.rows)
+}
+
+/// Rows as plain objects keyed by column name.
+fn objects_to_js(columns: &[String], rows: &[Vec<Value>]) -> Result<Array, JsValue> {
+    let keys: Vec<JsValue> = columns.iter().map(|c| JsValue::from_str(c)).collect();
+    let out = Array::new_with_length(rows.len() as u32);
+    for (i, row) in rows.iter().enumerate() {
         let obj = Object::new();
         for (key, v) in keys.iter().zip(row) {
             Reflect::set(&obj, key, &value_to_js(v))?;
@@ -268,13 +273,19 @@ fn object(fields: &[(&str, JsValue)]) -> JsValue {
     obj.into()
 }
 
-/// `{ changes, lastRowid, batch }`.
+/// `{ changes, lastRowid, batch }`, and `rows` (plain objects) for a write with `RETURNING`.
 pub(crate) fn receipt_to_js(r: &Receipt) -> JsValue {
-    object(&[
+    let mut fields = vec![
         ("changes", JsValue::from_f64(r.changes as f64)),
         ("lastRowid", value_to_js(&Value::Integer(r.last_rowid))),
         ("batch", JsValue::from_f64(r.batch as f64)),
-    ])
+    ];
+    if let Some(returned) = &r.returned {
+        // Setting properties of fresh objects cannot fail.
+        let rows = objects_to_js(&returned.columns, &returned.rows).unwrap_or_else(|_| Array::new());
+        fields.push(("rows", rows.into()));
+    }
+    object(&fields)
 }
 
 /// `{ committed, rejected: [{ index, error }], batch }`.

@@ -57,7 +57,8 @@ impl SqliteBackend {
             conn.pragma_update(None, "locking_mode", "NORMAL").map_err(db)?;
         }
         migrate(&conn, &options.migrations)?;
-        Ok(SqliteBackend { inner: sqlweir_sqlite::SqliteBackend::new(conn), journal_mode })
+        let inner = sqlweir_sqlite::SqliteBackend::new(conn).map_err(OpenError::Database)?;
+        Ok(SqliteBackend { inner, journal_mode })
     }
 
     /// The journal mode SQLite reported at open.
@@ -67,7 +68,7 @@ impl SqliteBackend {
 
     /// Runs a read-only statement.
     pub(crate) fn query(&self, sql: &str, params: &[Value]) -> Result<QueryRows, BackendError> {
-        let (columns, rows) = sqlweir_sqlite::query(&self.inner.conn, sql, params, true)?;
+        let (columns, rows) = self.inner.query(sql, params, true)?;
         Ok(QueryRows { columns, rows })
     }
 

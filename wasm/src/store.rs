@@ -579,7 +579,10 @@ async fn run_transaction(
                 TxAttempt::Outcome(outcome) => outcome,
                 // Rolled back by the owner's own statement: not the database's trouble, so
                 // neither a retry nor a breaker failure (as natively).
-                TxAttempt::Rejected(e) => return Err(e),
+                TxAttempt::Rejected(e) => {
+                    s.writer.record_rejected(statements.len() as u64);
+                    return Err(e);
+                }
             };
             let step = s.writer.finish_attempt(run, outcome, started, host::now());
             s.log_events();
@@ -666,7 +669,7 @@ fn settle(inner: &Rc<RefCell<Inner>>, tickets: Vec<(Ticket, Duration)>, results:
 
 fn acked(result: WriteResult, batch: u64) -> Result<Acked, TxError> {
     match result {
-        WriteResult::One(Ok(a)) => Ok(Acked::One(Receipt { changes: a.changes, last_rowid: a.last_rowid, batch })),
+        WriteResult::One(Ok(a)) => Ok(Acked::One(Receipt::new(a, batch))),
         WriteResult::One(Err(e)) => Err(TxError::Write(e)),
         WriteResult::Many { committed, rejected } => Ok(Acked::Many(ManyOutcome { committed, rejected, batch })),
     }
