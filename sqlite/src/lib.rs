@@ -543,6 +543,46 @@ mod tests {
     }
 
     #[test]
+    fn statements_that_must_not_run_are_refused_alone_inside_a_batch_without_any_text_check() {
+        //! Empty SQL reached the backend as rusqlite's "empty query", classified `Io`, and failed
+        //! its whole batch; a pragma after `;` or in a statement's tail ran while being prepared.
+        //! Here the core's text check is bypassed: the connection's own guard must hold.
+        let mut b = db();
+        b.conn.execute_batch("CREATE TABLE c(v INTEGER CHECK (v > 0))").unwrap();
+        let bad = [
+            "",
+            "  ",
+            "-- c",
+            ";",
+            "; PRAGMA query_only = 1",
+            "INSERT INTO t VALUES (50); PRAGMA ignore_check_constraints = 1",
+            "INSERT INTO t VALUES (51); PRAGMA query_only = 1",
+            "INSERT INTO t VALUES (52)\0; DROP TABLE t",
+            "ATTACH ':memory:' AS x",
+            "SAVEPOINT s",
+            "EXPLAIN INSERT INTO t VALUES (53)",
+        ];
+        let mut writes = Vec::new();
+        for (i, sql) in bad.iter().enumerate() {
+            writes.push(Write::one("INSERT INTO t VALUES (?1)", params![i as i64]));
+            writes.push(Write::one(*sql, vec![]));
+        }
+        writes.push(Write::one("INSERT INTO c VALUES (-1)", vec![]));
+        let BatchOutcome::Committed { results, .. } = apply(&mut b, &writes) else { panic!("the batch commits") };
+        for (i, sql) in bad.iter().enumerate() {
+            let WriteResult::One(Err(e)) = &results[2 * i + 1] else { panic!("{sql:?} was applied") };
+            assert_eq!(e.code(), "InvalidInput", "{sql:?}: {e}");
+            assert!(matches!(results[2 * i], WriteResult::One(Ok(_))), "the good write before {sql:?}");
+        }
+        let WriteResult::One(Err(check)) = results.last().unwrap() else { panic!("CHECK was ignored") };
+        assert_eq!(check.code(), "Constraint");
+        let (_, rows) = b.query("SELECT count(*) FROM t", &[], true).unwrap();
+        assert_eq!(rows, vec![vec![Value::Integer(bad.len() as i64)]]);
+        let (_, only) = b.query("PRAGMA query_only", &[], true).unwrap();
+        assert_eq!(only, vec![vec![Value::Integer(0)]], "the writer is not read-only");
+    }
+
+    #[test]
     fn migrations_track_user_version_and_stop_at_a_bad_step() {
         let conn = Connection::open_in_memory().unwrap();
         let steps = vec!["CREATE TABLE a(x)".to_string(), "CREATE TABLE b(".to_string()];
