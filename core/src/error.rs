@@ -85,6 +85,9 @@ impl fmt::Display for BackendError {
 impl std::error::Error for BackendError {}
 
 /// Why a write was not committed. Each write gets its own; nothing is dropped silently.
+///
+/// `Display` is one lowercase phrase without a trailing period that includes SQLite's message
+/// and ends with what to do; there is no `source()` repeating it.
 #[non_exhaustive]
 #[derive(Clone, Debug, PartialEq)]
 pub enum WriteError {
@@ -191,14 +194,10 @@ fn kind_phrase(kind: ErrorKind) -> &'static str {
     }
 }
 
-impl std::error::Error for WriteError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            WriteError::Backend(e) => Some(e),
-            _ => None,
-        }
-    }
-}
+/// No `source()`: a write's `Display` already carries SQLite's message (a rejected write is
+/// usually logged alone, one line each), and a chain printer (anyhow's `{:#}`) would show it
+/// twice. The [`BackendError`] stays reachable by matching [`WriteError::Backend`].
+impl std::error::Error for WriteError {}
 
 impl From<BackendError> for WriteError {
     fn from(e: BackendError) -> Self {
@@ -224,5 +223,6 @@ mod tests {
         assert_eq!(c.sqlite_code(), Some(2067));
         assert!(c.to_string().starts_with("constraint failed: UNIQUE constraint failed: t.id (code 2067)"));
         assert!(!c.is_transient());
+        assert!(std::error::Error::source(&c).is_none(), "the message is in Display, not repeated by a source");
     }
 }

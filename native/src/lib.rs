@@ -29,6 +29,19 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # Values
+//!
+//! [`params!`] takes the integers, floats, text, bytes and options of std (a `u64` above
+//! `i64::MAX` is refused with `InvalidInput`, never wrapped) and, with the features `chrono`,
+//! `time`, `uuid` and `serde_json` (off by default), dates, UUIDs and JSON values. Each is stored
+//! as the same text the typed layer ([`Store::insert`]) stores for it; see [`Value`].
+//!
+//! # Errors
+//!
+//! Each error's `Display` is one lowercase phrase that ends with what to do, and never repeats
+//! its `source()`: print the chain (anyhow's `{:#}`) to see what SQLite said under an
+//! [`OpenError`]; a [`WriteError`] or [`QueryError`] carries SQLite's message itself.
+//!
 //! # Design
 //!
 //! - **One writer, by construction.** The write connection is moved into the writer thread at
@@ -64,6 +77,11 @@ pub use error::{CloseError, LockError, OpenError, QueryError};
 pub use job::{JobGuard, Wait};
 pub use options::{Backpressure, Options, Synchronous};
 pub use read::Rows;
+/// A serde field adapter: `#[serde(with = "sqlweir::json")]` stores a field (a
+/// `serde_json::Value`, a `Vec`, a nested struct) as its JSON text in one column and reads it
+/// back. Feature `serde_json`.
+#[cfg(feature = "serde_json")]
+pub use sqlweir_core::value::json;
 pub use sqlweir_core::{
     BackendError, ErrorKind, Health, HealthStatus, JobOutcome, JobRun, JobStatus, MetricsSnapshot, RetryPolicy,
     RowError, Value, WriteError, params,
