@@ -3,7 +3,7 @@
 
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
-use sqlweir_core::Value;
+use sqlweir_core::{BackendError, ErrorClass, ErrorKind, Value};
 use sqlweir_sqlite::ReadConnection;
 
 use crate::engine::Reads;
@@ -28,6 +28,22 @@ impl Reader for ReadConnection {
         let (columns, rows) = self.query(sql, params).map_err(QueryError::Database)?;
         Ok(Rows { columns, rows })
     }
+}
+
+/// Refuses a query's parameters that SQLite would silently bind as something else (a NaN, an
+/// unsigned integer past `i64::MAX`), as writes do.
+pub(crate) fn check_params(params: &[Value]) -> Result<(), QueryError> {
+    for (i, v) in params.iter().enumerate() {
+        if let Err(why) = v.check() {
+            return Err(QueryError::Database(BackendError::new(
+                ErrorKind::InvalidInput,
+                ErrorClass::Rejected,
+                None,
+                format!("parameter {}: {why}", i + 1),
+            )));
+        }
+    }
+    Ok(())
 }
 
 pub(crate) struct ReadPool<C> {

@@ -622,6 +622,7 @@ impl Store {
     /// Runs a query on the read pool; rows as values. Never waits for the writer; a query
     /// started after an ack sees that write.
     pub fn query(&self, sql: &str, params: &[Value]) -> Result<Rows, QueryError> {
+        crate::read::check_params(params)?;
         self.handle.reads.query(sql, params)
     }
 

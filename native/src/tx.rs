@@ -26,11 +26,13 @@ use crate::writer::log_events;
 pub enum TxError {
     /// A statement failed (its own error), or the transaction could not commit: lock contention
     /// past the retry budget (`Busy`), the store closed, or the database failed.
+    // No `#[source]`: the inner error's text is in this message already, and a chain printer
+    // (anyhow's `{:#}`) would repeat it.
     #[error("transaction write failed: {0}")]
-    Write(#[source] WriteError),
+    Write(WriteError),
     /// A query inside the transaction failed.
     #[error("transaction query failed: {0}")]
-    Query(#[source] QueryError),
+    Query(QueryError),
     /// The closure gave up, with its reason ([`TxError::abort`]).
     #[error("transaction aborted: {0}")]
     Aborted(String),
@@ -66,6 +68,7 @@ pub struct Tx<'c> {
 impl Tx<'_> {
     /// Runs a query inside the transaction.
     pub fn query(&mut self, sql: &str, params: &[Value]) -> Result<Rows, QueryError> {
+        crate::read::check_params(params)?;
         self.backend.query(sql, params)
     }
 

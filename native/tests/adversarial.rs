@@ -293,6 +293,9 @@ fn a_nul_inside_the_sql_text_is_refused() {
     let e = s.transaction(|tx| tx.execute("INSERT INTO t(x, qty) VALUES (1, 1)\0 junk", vec![])).wait().unwrap_err();
     assert!(e.to_string().contains("NUL"), "{e}");
     assert!(s.query("SELECT 1\0; SELECT 2", &[]).unwrap_err().to_string().contains("NUL"));
+    // Query parameters are checked as write parameters are: a NaN would bind as NULL.
+    let nan = s.query("SELECT count(*) FROM t WHERE qty = ?1", &params![f64::NAN]).unwrap_err();
+    assert!(nan.to_string().contains("NaN"), "{nan}");
     assert_eq!(count(&s, "SELECT count(*) FROM t"), 0);
     s.close().unwrap();
 }
