@@ -20,7 +20,7 @@ use crate::engine::{Engine, Reads};
 use crate::error::{CloseError, LockError, OpenError, QueryError};
 use crate::job::{JobGuard, Wait, from_unix_ms, this_holder, unix_ms};
 use crate::options::{Backpressure, Options, Synchronous};
-use crate::read::{ReadPool, Rows};
+use crate::read::{QueryTicket, ReadPool, ReadThreads, Rows};
 use crate::sqlite::{SqliteBackend, classify};
 use crate::ticket::{Admit, Slot, Ticket};
 use crate::tx::{self, Tx, TxError, TxJob, TxTicket};
@@ -41,7 +41,11 @@ struct Handle {
     /// The claim on the database file, given back once the writer stopped.
     file: Mutex<Option<OpenFile>>,
     shared: Arc<Shared>,
-    reads: Box<dyn Reads>,
+    reads: Arc<dyn Reads>,
+    /// Where awaited queries run; started on the first one.
+    read_threads: ReadThreads,
+    /// How many reader threads to start: one per read connection.
+    read_connections: usize,
     writer: Mutex<Option<JoinHandle<Result<(), CloseError>>>>,
 }
 
@@ -448,6 +452,7 @@ impl Store {
             engine_version,
             release_on_exit: Mutex::new(None),
         });
+        let read_connections = options.read_connections;
         let for_writer = shared.clone();
         let thread = std::thread::Builder::new()
             .name("sqlweir-writer".into())
@@ -465,7 +470,14 @@ impl Store {
             })
             .map_err(OpenError::Thread)?;
         Ok(Store {
-            handle: Arc::new(Handle { file: Mutex::new(None), shared, reads, writer: Mutex::new(Some(thread)) }),
+            handle: Arc::new(Handle {
+                file: Mutex::new(None),
+                shared,
+                reads: Arc::from(reads),
+                read_threads: ReadThreads::new(),
+                read_connections,
+                writer: Mutex::new(Some(thread)),
+            }),
         })
     }
 
@@ -626,6 +638,49 @@ impl Store {
         self.handle.reads.query(sql, params)
     }
 
+    /// Runs a query on a reader thread, for async callers: the future resolves with the rows
+    /// without ever blocking the executor's thread (any executor; no runtime needed). The
+    /// blocking [`Store::query`] stays the cheaper choice on a plain thread.
+    ///
+    /// ```
+    /// use sqlweir::{params, Options, Store};
+    /// let store = Store::open_in_memory(Options::default().migrations(&["CREATE TABLE t(x)"]))?;
+    /// store.write("INSERT INTO t(x) VALUES (?1)", params![7]).wait()?;
+    /// let rows = futures::executor::block_on(store.query_async("SELECT x FROM t", &[]))?;
+    /// assert_eq!(rows.rows.len(), 1);
+    /// let xs: Vec<i64> = futures::executor::block_on(store.query_as_async("SELECT x FROM t", &[]))?;
+    /// assert_eq!(xs, vec![7]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn query_async(&self, sql: &str, params: &[Value]) -> QueryTicket<Rows> {
+        self.read_on_thread(sql, params, Ok)
+    }
+
+    /// [`Store::query_as`] for async callers: runs on a reader thread, decodes there.
+    pub fn query_as_async<T: DeserializeOwned + Send + 'static>(
+        &self,
+        sql: &str,
+        params: &[Value],
+    ) -> QueryTicket<Vec<T>> {
+        self.read_on_thread(sql, params, |rows| decode(&rows))
+    }
+
+    fn read_on_thread<T: Send + 'static>(
+        &self,
+        sql: &str,
+        params: &[Value],
+        finish: fn(Rows) -> Result<T, QueryError>,
+    ) -> QueryTicket<T> {
+        if let Err(e) = crate::read::check_params(params) {
+            return QueryTicket::ready(Err(e));
+        }
+        let slot = Slot::new();
+        let answer = slot.clone();
+        let deliver = Box::new(move |result: Result<Rows, QueryError>| answer.resolve(Ok(result.and_then(finish))));
+        self.handle.read_threads.submit(&self.handle.reads, self.handle.read_connections, sql, params, deliver);
+        QueryTicket::accepted(slot)
+    }
+
     /// Runs a query and deserializes each row into `T`: structs and maps by column name,
     /// tuples by position, a single column into a scalar.
     ///
@@ -642,12 +697,7 @@ impl Store {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn query_as<T: DeserializeOwned>(&self, sql: &str, params: &[Value]) -> Result<Vec<T>, QueryError> {
-        let rows = self.query(sql, params)?;
-        rows.rows
-            .iter()
-            .enumerate()
-            .map(|(i, r)| from_row(&rows.columns, r).map_err(|source| QueryError::Decode { row: i, source }))
-            .collect()
+        decode(&self.query(sql, params)?)
     }
 
     /// Takes the exclusive job lock `name` for the calling thread (see [`Store::lock_as`]).
@@ -757,6 +807,7 @@ impl Handle {
         }
         let joined = thread.join();
         self.reads.close();
+        self.read_threads.close();
         // The writer is gone: the file may be opened again.
         if let Some(file) = lock(&self.file).take() {
             file.release();
@@ -777,6 +828,14 @@ impl Drop for Handle {
             tracing::error!(error = %e, "closing the store on drop failed");
         }
     }
+}
+
+fn decode<T: DeserializeOwned>(rows: &Rows) -> Result<Vec<T>, QueryError> {
+    rows.rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| from_row(&rows.columns, r).map_err(|source| QueryError::Decode { row: i, source }))
+        .collect()
 }
 
 fn open_writer(target: &Target, options: &Options) -> Result<Connection, OpenError> {

@@ -175,3 +175,31 @@ fn a_store_without_migrations_opens_any_existing_schema() {
     assert_eq!(count(&plain, "SELECT count(*) FROM events"), 2);
     plain.close().expect("close");
 }
+
+#[test]
+fn async_queries_run_on_reader_threads_and_see_every_acked_write() {
+    //! Async callers had only blocking reads: `query`/`query_as` blocked the executor's
+    //! thread. `query_async` and `query_as_async` run on reader threads behind a future.
+    let db = temp_db();
+    let store = open(&db, Options::default().read_connections(2));
+    for i in 0..100 {
+        store.write(INSERT, params![i, "s", "p"]).wait().expect("write");
+    }
+    let queries: Vec<_> = (0..50)
+        .map(|i| store.query_as_async::<i64>("SELECT count(*) FROM events WHERE ts >= ?1", &params![i]))
+        .collect();
+    let counts: Vec<i64> =
+        futures::executor::block_on(futures::future::join_all(queries)).into_iter().map(|r| r.unwrap()[0]).collect();
+    assert_eq!(counts, (0..50).map(|i| 100 - i).collect::<Vec<_>>());
+    let rows =
+        futures::executor::block_on(store.query_async("SELECT ts, source FROM events WHERE ts = 7", &[])).unwrap();
+    assert_eq!(rows.columns, vec!["ts", "source"]);
+    assert_eq!(rows.rows, vec![params![7, "s"]]);
+    let bad = futures::executor::block_on(store.query_async("SELECT ?1", &params![f64::NAN])).unwrap_err();
+    assert!(bad.to_string().contains("NaN"), "{bad}");
+    let wrong = futures::executor::block_on(store.query_async("SELECT nope FROM events", &[])).unwrap_err();
+    assert!(wrong.to_string().contains("nope"), "{wrong}");
+    store.close().expect("close");
+    let after = futures::executor::block_on(store.query_async("SELECT 1", &[]));
+    assert!(matches!(after, Err(sqlweir::QueryError::Closed)), "{after:?}");
+}
