@@ -163,14 +163,7 @@ impl ReadThreads {
     }
 
     /// Runs the query on a reader thread; `deliver` gets the result there.
-    pub(crate) fn submit(
-        &self,
-        reads: &Arc<dyn Reads>,
-        threads: usize,
-        sql: &str,
-        params: &[Value],
-        deliver: Deliver,
-    ) {
+    pub(crate) fn submit(&self, reads: &Arc<dyn Reads>, threads: usize, sql: &str, params: &[Value], deliver: Deliver) {
         let job = ReadJob { sql: sql.to_owned(), params: params.to_vec(), deliver: Some(deliver) };
         let mut state = self.state();
         if state.closed {

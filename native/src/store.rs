@@ -337,7 +337,9 @@ impl FileId {
     fn of(path: &Path) -> FileId {
         // A file that does not exist yet is created empty (SQLite reads an empty file as an
         // empty database), so that it has an identity before anyone else can link to it.
-        if !path.exists() {
+        // SQLite's special names (`:memory:`, `file:` URIs) are not paths: never create those.
+        let special = path.to_str().is_some_and(|p| p.is_empty() || p == ":memory:" || p.starts_with("file:"));
+        if !special && !path.exists() {
             let _ = std::fs::OpenOptions::new().write(true).create_new(true).open(path);
         }
         #[cfg(unix)]
