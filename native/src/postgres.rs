@@ -489,6 +489,16 @@ pub(crate) fn translate_placeholders(sql: &str) -> String {
                 out.extend(&chars[i..end]);
                 i = end;
             }
+            '$' if dollar_tag(&chars[i..]).is_some() => {
+                // `$$ ... $$` or `$tag$ ... $tag$`: copied as it is, up to the same delimiter.
+                let tag = dollar_tag(&chars[i..]).expect("matched above");
+                let body = i + tag.len();
+                let end = (body..=chars.len().saturating_sub(tag.len()))
+                    .find(|&j| chars[j..j + tag.len()] == tag[..])
+                    .map_or(chars.len(), |j| j + tag.len());
+                out.extend(&chars[i..end]);
+                i = end;
+            }
             '?' => {
                 let digits: String = chars[i + 1..].iter().take_while(|d| d.is_ascii_digit()).collect();
                 if digits.is_empty() {
@@ -510,6 +520,15 @@ pub(crate) fn translate_placeholders(sql: &str) -> String {
     out
 }
 
+/// The opening delimiter of a dollar-quoted string at the start of `chars` (`$$`, `$tag$`), or
+/// `None` (a `$1` parameter, a lone `$`).
+fn dollar_tag(chars: &[char]) -> Option<Vec<char>> {
+    let close = chars.iter().skip(1).position(|&c| c == '$')? + 1;
+    let tag = &chars[1..close];
+    let starts_well = tag.first().is_none_or(|c| c.is_alphabetic() || *c == '_');
+    (starts_well && tag.iter().all(|c| c.is_alphanumeric() || *c == '_')).then(|| chars[..=close].to_vec())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -523,6 +542,10 @@ mod tests {
             "SELECT '?1', \"a?\" -- ?3\n, $1 /* ? */"
         );
         assert_eq!(translate_placeholders("SELECT $1"), "SELECT $1");
+        // Dollar-quoted strings were rewritten although the comment said they were left alone.
+        assert_eq!(translate_placeholders("SELECT $$ why? $$, ?"), "SELECT $$ why? $$, $1");
+        assert_eq!(translate_placeholders("SELECT $fn$ a ?1 $x$ ? $fn$, ?2"), "SELECT $fn$ a ?1 $x$ ? $fn$, $2");
+        assert_eq!(translate_placeholders("SELECT $$ unterminated ?"), "SELECT $$ unterminated ?");
     }
 
     #[test]
