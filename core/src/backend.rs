@@ -10,8 +10,9 @@ pub struct Applied {
     pub changes: u64,
     /// The connection's last inserted rowid after the statement.
     pub last_rowid: i64,
-    /// The rows of its `RETURNING` clause; `None` for a statement without one.
-    pub returned: Option<Returned>,
+    /// The rows of its `RETURNING` clause; `None` for a statement without one. (Boxed: most
+    /// writes have none, and every write carries this field.)
+    pub returned: Option<Box<Returned>>,
 }
 
 /// The rows a write's `RETURNING` clause produced.

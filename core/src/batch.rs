@@ -135,7 +135,7 @@ pub struct Receipt {
     pub batch: u64,
     /// The rows of the statement's `RETURNING` clause, `None` without one (see
     /// [`Receipt::rows`]).
-    pub returned: Option<Returned>,
+    pub returned: Option<Box<Returned>>,
 }
 
 impl Receipt {
@@ -151,7 +151,7 @@ impl Receipt {
     /// ```
     /// use sqlweir_core::{Applied, Receipt, Returned, Value};
     /// let returned = Returned { columns: vec!["id".into()], rows: vec![vec![Value::Integer(7)]] };
-    /// let receipt = Receipt::new(Applied { changes: 1, last_rowid: 7, returned: Some(returned) }, 1);
+    /// let receipt = Receipt::new(Applied { changes: 1, last_rowid: 7, returned: Some(Box::new(returned)) }, 1);
     /// assert_eq!(receipt.rows::<i64>().unwrap(), vec![7]);
     /// ```
     pub fn rows<T: DeserializeOwned>(&self) -> Result<Vec<T>, RowError> {

@@ -177,7 +177,7 @@ fn returning(conn: &Connection, stmt: &mut CachedStatement<'_>, params: &[Value]
     Ok(Applied {
         changes: conn.changes(),
         last_rowid: conn.last_insert_rowid(),
-        returned: Some(Returned { columns, rows }),
+        returned: Some(Box::new(Returned { columns, rows })),
     })
 }
 
