@@ -49,14 +49,26 @@ pub trait Backend {
     /// The default calls [`execute`](Self::execute) per row; backends override it to prepare
     /// the statement once for the whole group (a `write_many`, or a run of single writes of
     /// one statement).
+    ///
+    /// With `names`, each row's values are bound to those parameter names, in order; the
+    /// default refuses them (a backend that binds by name overrides this).
     fn execute_many(
         &mut self,
         sql: &str,
+        names: Option<&[String]>,
         rows: &[&[Value]],
         each: &mut dyn FnMut(usize, Result<Applied, BackendError>, bool) -> bool,
     ) {
         for (i, params) in rows.iter().enumerate() {
-            let result = self.execute(sql, params);
+            let result = match names {
+                None => self.execute(sql, params),
+                Some(_) => Err(BackendError::new(
+                    crate::error::ErrorKind::InvalidInput,
+                    crate::error::ErrorClass::Rejected,
+                    None,
+                    "this database takes positional parameters only (?1, ?2, ...)",
+                )),
+            };
             let kept = result.is_ok() || self.in_transaction();
             if !each(i, result, kept) {
                 return;

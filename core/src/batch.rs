@@ -18,6 +18,10 @@ pub struct Write {
     pub sql: String,
     /// One parameter row (`write`) or many (`write_many`).
     pub rows: Rows,
+    /// The parameter names the values of each row are bound to, in the rows' order (`:id`,
+    /// `@id`, `$id`, or a bare `id` for whichever of those the statement uses); `None` binds
+    /// them by position.
+    pub names: Option<Box<[String]>>,
 }
 
 /// The parameter rows of a write.
@@ -32,12 +36,20 @@ pub enum Rows {
 impl Write {
     /// A single write.
     pub fn one(sql: impl Into<String>, params: Vec<Value>) -> Self {
-        Write { sql: sql.into(), rows: Rows::One(params) }
+        Write { sql: sql.into(), rows: Rows::One(params), names: None }
     }
 
     /// Many parameter rows for one statement.
     pub fn many(sql: impl Into<String>, rows: Vec<Vec<Value>>) -> Self {
-        Write { sql: sql.into(), rows: Rows::Many(rows) }
+        Write { sql: sql.into(), rows: Rows::Many(rows), names: None }
+    }
+
+    /// A single write with named parameters: each value is bound to the parameter its name
+    /// gives. A name the statement does not have, or a parameter of the statement left without
+    /// a value, rejects the write with `InvalidInput`.
+    pub fn named(sql: impl Into<String>, params: Vec<(String, Value)>) -> Self {
+        let (names, values): (Vec<String>, Vec<Value>) = params.into_iter().unzip();
+        Write { sql: sql.into(), rows: Rows::One(values), names: Some(names.into_boxed_slice()) }
     }
 
     /// Parameter rows carried (its weight in the queue and in a batch).
@@ -60,6 +72,13 @@ impl Write {
     /// before the write is queued.
     pub fn check(&self) -> Result<(), WriteError> {
         let refuse = |message: String| Err(WriteError::InvalidInput { message });
+        if let Some(names) = &self.names {
+            for (i, name) in names.iter().enumerate() {
+                if names[..i].contains(name) {
+                    return refuse(format!("parameter {name} is given twice"));
+                }
+            }
+        }
         if self.sql.contains('\0') {
             return refuse(
                 "statement text contains a NUL byte: SQLite would ignore everything after it; \
@@ -261,7 +280,7 @@ pub fn apply<B: Backend + ?Sized, W: Borrow<Write>>(backend: &mut B, writes: &[W
                             .iter()
                             .take_while(|w| {
                                 let w: &Write = (*w).borrow();
-                                matches!(w.rows, Rows::One(_)) && w.sql == first.sql
+                                matches!(w.rows, Rows::One(_)) && w.sql == first.sql && w.names == first.names
                             })
                             .count()
                 }
@@ -282,7 +301,7 @@ pub fn apply<B: Backend + ?Sized, W: Borrow<Write>>(backend: &mut B, writes: &[W
                 }
             }
             let mut stop = None;
-            backend.execute_many(&first.sql, &slices, &mut |k, result, kept| {
+            backend.execute_many(&first.sql, first.names.as_deref(), &slices, &mut |k, result, kept| {
                 let (w, r) = places[k];
                 match result {
                     Ok(a) => {

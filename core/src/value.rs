@@ -402,6 +402,23 @@ macro_rules! params {
     ($($v:expr),+ $(,)?) => { ::std::vec![$($crate::Value::from($v)),+] };
 }
 
+/// Builds named parameters, `Vec<(String, Value)>`, for writes with `:name`, `@name` or
+/// `$name` parameters: `named_params! { "id" => 1, ":name" => "x" }`. A bare name matches
+/// whichever prefix the statement uses.
+///
+/// ```
+/// use sqlweir_core::{named_params, Value};
+/// let p = named_params! { "id" => 7, ":name" => "x" };
+/// assert_eq!(p, vec![("id".to_string(), Value::Integer(7)), (":name".to_string(), Value::Text("x".into()))]);
+/// ```
+#[macro_export]
+macro_rules! named_params {
+    () => { ::std::vec::Vec::<(::std::string::String, $crate::Value)>::new() };
+    ($($name:expr => $v:expr),+ $(,)?) => {
+        ::std::vec![$((::std::string::String::from($name), $crate::Value::from($v))),+]
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -84,7 +84,7 @@ pub use read::{QueryTicket, Rows};
 pub use sqlweir_core::value::json;
 pub use sqlweir_core::{
     BackendError, ErrorKind, Health, HealthStatus, JobOutcome, JobRun, JobStatus, MetricsSnapshot, RetryPolicy,
-    RowError, Value, WriteError, params,
+    RowError, Value, WriteError, named_params, params,
 };
 pub use sqlweir_core::{ManyOutcome, Receipt};
 pub use store::Store;

@@ -501,6 +501,22 @@ impl Store {
         self.enqueue_write(Write::one(sql, params), DoneKind::One)
     }
 
+    /// Queues one write with named parameters (`:name`, `@name`, `$name`), built with
+    /// [`named_params!`](crate::named_params). A name the statement does not have, a parameter
+    /// left without a value, or a name given twice rejects this write alone with `InvalidInput`.
+    ///
+    /// ```
+    /// use sqlweir::{named_params, Options, Store};
+    /// let store = Store::open_in_memory(Options::default().migrations(&["CREATE TABLE t(id INTEGER, name TEXT)"]))?;
+    /// let sql = "INSERT INTO t(id, name) VALUES (:id, :name)";
+    /// store.write_named(sql, named_params! { "name" => "x", "id" => 1 }).wait()?;
+    /// assert!(store.write_named(sql, named_params! { "id" => 2 }).wait().is_err(), ":name has no value");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn write_named(&self, sql: &str, params: Vec<(String, Value)>) -> Ticket<Receipt> {
+        self.enqueue_write(Write::named(sql, params), DoneKind::One)
+    }
+
     /// Queues many parameter rows for one statement, as one entry of the queue. Resolves with
     /// how many rows committed and which were rejected (index and error).
     pub fn write_many(&self, sql: &str, rows: Vec<Vec<Value>>) -> Ticket<ManyOutcome> {

@@ -90,6 +90,20 @@ impl Tx<'_> {
         Ok(self.backend.execute(sql, params).map_err(WriteError::Backend)?.changes)
     }
 
+    /// Runs one write statement with named parameters (see `Store::write_named`); returns the
+    /// rows it changed.
+    pub fn execute_named(&mut self, sql: &str, params: Vec<(String, Value)>) -> Result<u64, TxError> {
+        let write = Write::named(sql, params);
+        write.check()?;
+        let sqlweir_core::Rows::One(values) = &write.rows else { unreachable!("Write::named holds one row") };
+        let mut result = Err(WriteError::Closed);
+        self.backend.execute_many(sql, write.names.as_deref(), &[values.as_slice()], &mut |_, r, _| {
+            result = r.map_err(WriteError::Backend);
+            false
+        });
+        Ok(result?.changes)
+    }
+
     /// Inserts a serde struct (or map) into `table`; returns its rowid.
     pub fn insert<T: Serialize + ?Sized>(&mut self, table: &str, row: &T) -> Result<i64, TxError> {
         let data = to_row(row).map_err(|e| WriteError::InvalidInput { message: e.to_string() })?;

@@ -323,3 +323,37 @@ fn a_link_to_an_open_file_is_the_same_file() {
     assert_eq!(count(&again, "SELECT count(*) FROM t"), 0);
     again.close().unwrap();
 }
+
+#[test]
+fn named_parameters_bind_by_name_and_refuse_a_missing_or_extra_name() {
+    //! Every peer takes named parameters (`:name`, `@name`, `$name`); sqlweir took positions
+    //! only. A missing or extra name must reject that write alone, never bind NULL silently.
+    let db = temp_db();
+    let s = batched(&db, &[]);
+    let sql = "INSERT INTO t(x, qty) VALUES (:x, @qty)";
+    let ok = s.write_named(sql, sqlweir::named_params! { "qty" => 3, ":x" => 1 });
+    let bare = s.write_named("INSERT INTO t(x, qty) VALUES ($x, $x)", sqlweir::named_params! { "x" => 2 });
+    let missing = s.write_named(sql, sqlweir::named_params! { "x" => 3 });
+    let extra = s.write_named(sql, sqlweir::named_params! { "x" => 4, "qty" => 1, "nope" => 5 });
+    let twice = s.write_named(sql, sqlweir::named_params! { "x" => 5, "x" => 6, "qty" => 1 });
+    let positional = s.write("INSERT INTO t(x, qty) VALUES (?1, ?2)", params![7, 1]);
+    assert_eq!(ok.wait().unwrap().changes, 1);
+    assert_eq!(bare.wait().unwrap().changes, 1);
+    for (t, what) in [(missing, "@qty has no value"), (extra, "no parameter named nope"), (twice, "given twice")] {
+        let e = t.wait().unwrap_err();
+        assert_eq!(e.code(), "InvalidInput", "{what}: {e}");
+        assert!(e.to_string().contains(what), "{e}");
+    }
+    positional.wait().unwrap();
+    let rows: Vec<(i64, i64)> = s.query_as("SELECT x, qty FROM t WHERE x < 100 ORDER BY x", &[]).unwrap();
+    assert_eq!(rows, vec![(1, 3), (2, 2), (7, 1)]);
+    let n = s
+        .transaction(|tx| {
+            tx.execute_named("UPDATE t SET qty = :q WHERE x = :x", sqlweir::named_params! { "q" => 9, "x" => 1 })
+        })
+        .wait()
+        .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(count(&s, "SELECT qty FROM t WHERE x = 1"), 9);
+    s.close().unwrap();
+}

@@ -78,19 +78,23 @@ impl Backend for SqliteBackend {
 
     fn execute(&mut self, sql: &str, params: &[Value]) -> Result<Applied, BackendError> {
         let mut stmt = self.prepare_write(sql)?;
-        run_write(&self.conn, &mut stmt, params).0
+        run_write(&self.conn, &mut stmt, params, None).0
     }
 
     fn execute_many(
         &mut self,
         sql: &str,
+        names: Option<&[String]>,
         rows: &[&[Value]],
         each: &mut dyn FnMut(usize, Result<Applied, BackendError>, bool) -> bool,
     ) {
         // One prepared statement for the whole group: the cache lookup is paid once, not per row.
-        let prepared = self.prepare_write(sql);
-        let mut stmt = match prepared {
-            Ok(stmt) => stmt,
+        let prepared = self.prepare_write(sql).and_then(|stmt| {
+            let slots = names.map(|names| named_slots(&stmt, names)).transpose()?;
+            Ok((stmt, slots))
+        });
+        let (mut stmt, slots) = match prepared {
+            Ok(found) => found,
             Err(e) => {
                 // The statement itself is wrong: every row is rejected with the same error.
                 let open = !self.conn.is_autocommit();
@@ -103,7 +107,7 @@ impl Backend for SqliteBackend {
             }
         };
         for (i, params) in rows.iter().enumerate() {
-            let (result, kept) = run_write(&self.conn, &mut stmt, params);
+            let (result, kept) = run_write(&self.conn, &mut stmt, params, slots.as_deref());
             if !each(i, result, kept) {
                 return;
             }
@@ -135,21 +139,27 @@ impl Backend for SqliteBackend {
 /// receipt. A failed statement that still changed rows (SQLite's `OR FAIL`, or a trigger's
 /// `RAISE(FAIL)`, keep what they did before the failure: statement atomicity does not hold
 /// there) is reported as not `kept`, so the batch is rolled back and replayed without it.
+///
+/// With `slots`, the values are bound to those parameter indexes (named parameters) instead
+/// of by position.
 fn run_write(
     conn: &Connection,
     stmt: &mut CachedStatement<'_>,
     params: &[Value],
+    slots: Option<&[usize]>,
 ) -> (Result<Applied, BackendError>, bool) {
     let before = conn.total_changes();
-    let result = if stmt.column_count() == 0 {
-        stmt.execute(rusqlite::params_from_iter(params.iter().map(Bind))).map(|changes| Applied {
-            changes: changes as u64,
-            last_rowid: conn.last_insert_rowid(),
-            returned: None,
-        })
-    } else {
-        returning(conn, stmt, params)
-    };
+    let result = bind(stmt, params, slots).and_then(|()| {
+        if stmt.column_count() == 0 {
+            stmt.raw_execute().map(|changes| Applied {
+                changes: changes as u64,
+                last_rowid: conn.last_insert_rowid(),
+                returned: None,
+            })
+        } else {
+            returning(conn, stmt)
+        }
+    });
     match result {
         Ok(applied) => (Ok(applied), true),
         Err(e) => {
@@ -161,11 +171,63 @@ fn run_write(
     }
 }
 
-fn returning(conn: &Connection, stmt: &mut CachedStatement<'_>, params: &[Value]) -> rusqlite::Result<Applied> {
+/// Binds one row of values: by position, or to the parameter indexes `slots`.
+fn bind(stmt: &mut CachedStatement<'_>, params: &[Value], slots: Option<&[usize]>) -> rusqlite::Result<()> {
+    match slots {
+        None => {
+            let expected = stmt.parameter_count();
+            if params.len() != expected {
+                return Err(rusqlite::Error::InvalidParameterCount(params.len(), expected));
+            }
+            for (i, v) in params.iter().enumerate() {
+                stmt.raw_bind_parameter(i + 1, Bind(v))?;
+            }
+        }
+        Some(slots) => {
+            for (&i, v) in slots.iter().zip(params) {
+                stmt.raw_bind_parameter(i, Bind(v))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Where each named value goes: the parameter index of each name (`:id`, `@id`, `$id`; a bare
+/// `id` finds whichever the statement uses). A name the statement lacks, or a parameter of the
+/// statement no name covers, is the write's own error.
+fn named_slots(stmt: &CachedStatement<'_>, names: &[String]) -> Result<Vec<usize>, BackendError> {
+    let mut slots = Vec::with_capacity(names.len());
+    for name in names {
+        let found = if name.starts_with([':', '@', '$']) {
+            stmt.parameter_index(name).map_err(classify)?
+        } else {
+            let mut found = None;
+            for prefix in [':', '@', '$'] {
+                if let Some(i) = stmt.parameter_index(&format!("{prefix}{name}")).map_err(classify)? {
+                    found = Some(i);
+                    break;
+                }
+            }
+            found
+        };
+        match found {
+            Some(i) => slots.push(i),
+            None => return Err(input(format!("the statement has no parameter named {name}"))),
+        }
+    }
+    let count = stmt.parameter_count();
+    if let Some(missing) = (1..=count).find(|i| !slots.contains(i)) {
+        let which = stmt.parameter_name(missing).map_or_else(|| format!("?{missing}"), str::to_owned);
+        return Err(input(format!("parameter {which} has no value: name every parameter of the statement")));
+    }
+    Ok(slots)
+}
+
+fn returning(conn: &Connection, stmt: &mut CachedStatement<'_>) -> rusqlite::Result<Applied> {
     let columns: Vec<String> = stmt.column_names().map(str::to_owned).collect();
     let width = columns.len();
     let mut rows = Vec::new();
-    let mut cursor = stmt.query(rusqlite::params_from_iter(params.iter().map(Bind)))?;
+    let mut cursor = stmt.raw_query();
     while let Some(row) = cursor.next()? {
         let mut values = Vec::with_capacity(width);
         for i in 0..width {

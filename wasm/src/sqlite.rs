@@ -104,10 +104,11 @@ impl Backend for SqliteBackend {
     fn execute_many(
         &mut self,
         sql: &str,
+        names: Option<&[String]>,
         rows: &[&[Value]],
         each: &mut dyn FnMut(usize, Result<Applied, BackendError>, bool) -> bool,
     ) {
-        self.inner.execute_many(sql, rows, each);
+        self.inner.execute_many(sql, names, rows, each);
     }
 
     fn commit(&mut self) -> Result<(), BackendError> {
