@@ -63,6 +63,10 @@ impl From<QueryError> for TxError {
 /// The open transaction, as the closure sees it. Reads see the transaction's own writes.
 pub struct Tx<'c> {
     backend: &'c mut dyn Engine,
+    /// A statement that failed after changing rows (`OR FAIL`, `RAISE(FAIL)`): its partial
+    /// effect cannot be undone alone, so the transaction will not commit, whatever the closure
+    /// returns.
+    spoiled: Option<WriteError>,
 }
 
 impl Tx<'_> {
@@ -83,32 +87,41 @@ impl Tx<'_> {
     }
 
     /// Runs one write statement; returns the rows it changed.
+    ///
+    /// A statement that fails leaves nothing behind: SQLite undoes it, or, when it failed after
+    /// changing rows (`OR FAIL`, a trigger's `RAISE(FAIL)`), the whole transaction is rolled
+    /// back at its end with this error, even if the closure goes on and returns `Ok`.
     pub fn execute(&mut self, sql: &str, params: Vec<Value>) -> Result<u64, TxError> {
-        let write = Write::one(sql, params);
+        Ok(self.run(Write::one(sql, params))?.changes)
+    }
+
+    fn run(&mut self, write: Write) -> Result<Applied, TxError> {
         write.check()?;
-        let sqlweir_core::Rows::One(params) = &write.rows else { unreachable!("Write::one holds one row") };
-        Ok(self.backend.execute(sql, params).map_err(WriteError::Backend)?.changes)
+        let sqlweir_core::Rows::One(values) = &write.rows else { unreachable!("a Tx write holds one row") };
+        let mut result = Err(WriteError::Closed);
+        let mut kept = true;
+        self.backend.execute_many(&write.sql, write.names.as_deref(), &[values.as_slice()], &mut |_, r, k| {
+            result = r.map_err(WriteError::Backend);
+            kept = k;
+            false
+        });
+        if let (Err(e), false) = (&result, kept) {
+            self.spoiled.get_or_insert_with(|| e.clone());
+        }
+        Ok(result?)
     }
 
     /// Runs one write statement with named parameters (see `Store::write_named`); returns the
     /// rows it changed.
     pub fn execute_named(&mut self, sql: &str, params: Vec<(String, Value)>) -> Result<u64, TxError> {
-        let write = Write::named(sql, params);
-        write.check()?;
-        let sqlweir_core::Rows::One(values) = &write.rows else { unreachable!("Write::named holds one row") };
-        let mut result = Err(WriteError::Closed);
-        self.backend.execute_many(sql, write.names.as_deref(), &[values.as_slice()], &mut |_, r, _| {
-            result = r.map_err(WriteError::Backend);
-            false
-        });
-        Ok(result?.changes)
+        Ok(self.run(Write::named(sql, params))?.changes)
     }
 
     /// Inserts a serde struct (or map) into `table`; returns its rowid.
     pub fn insert<T: Serialize + ?Sized>(&mut self, table: &str, row: &T) -> Result<i64, TxError> {
         let data = to_row(row).map_err(|e| WriteError::InvalidInput { message: e.to_string() })?;
         let sql = insert_sql(table, &data.columns).map_err(|e| WriteError::InvalidInput { message: e.to_string() })?;
-        Ok(self.backend.execute(&sql, &data.values).map_err(WriteError::Backend)?.last_rowid)
+        Ok(self.run(Write::one(sql, data.values))?.last_rowid)
     }
 }
 
@@ -180,7 +193,15 @@ fn attempt(backend: &mut dyn Engine, job: &mut Box<dyn TxJob>) -> Attempt {
     if let Err(e) = backend.begin() {
         return Attempt::Outcome(abandoned(backend, e));
     }
-    let error = match catch_unwind(AssertUnwindSafe(|| job.attempt(&mut Tx { backend: &mut *backend }))) {
+    let mut spoiled = None;
+    let ran = catch_unwind(AssertUnwindSafe(|| {
+        let mut tx = Tx { backend: &mut *backend, spoiled: None };
+        let ran = job.attempt(&mut tx);
+        spoiled = tx.spoiled;
+        ran
+    }));
+    let error = match ran {
+        Ok(Ok(())) if spoiled.is_some() => TxError::Write(spoiled.expect("checked above")),
         Ok(Ok(())) => {
             return Attempt::Outcome(match backend.commit() {
                 // One entry of the queue, counted as one committed row.

@@ -357,3 +357,31 @@ fn named_parameters_bind_by_name_and_refuse_a_missing_or_extra_name() {
     assert_eq!(count(&s, "SELECT qty FROM t WHERE x = 1"), 9);
     s.close().unwrap();
 }
+
+#[test]
+fn a_statement_that_failed_after_changing_rows_inside_a_transaction_leaves_nothing() {
+    //! Inside `transaction(...)`, an `INSERT OR FAIL` whose second row conflicted kept its first
+    //! row; a closure that went on after the error committed that half statement.
+    let db = temp_db();
+    let s = batched(&db, &["INSERT INTO t(x, qty) VALUES (100, 1)"]);
+    let result = s
+        .transaction(|tx| {
+            let e = tx.execute("INSERT OR FAIL INTO t(x, qty) VALUES (1, 1), (100, 1)", vec![]).unwrap_err();
+            assert!(e.to_string().contains("UNIQUE"), "{e}");
+            tx.execute("INSERT INTO t(x, qty) VALUES (2, 1)", vec![])?;
+            Ok(())
+        })
+        .wait();
+    let e = result.unwrap_err();
+    assert!(matches!(&e, TxError::Write(w) if w.code() == "Constraint"), "{e}");
+    // A plain ABORT failure is undone by SQLite alone: the closure may go on and commit.
+    s.transaction(|tx| {
+        assert!(tx.execute("INSERT INTO t(x, qty) VALUES (100, 1)", vec![]).is_err());
+        tx.execute("INSERT INTO t(x, qty) VALUES (3, 1)", vec![])
+    })
+    .wait()
+    .expect("commits");
+    let xs: Vec<i64> = s.query_as("SELECT x FROM t ORDER BY x", &[]).unwrap();
+    assert_eq!(xs, vec![3, 100], "nothing of the spoiled transaction stayed");
+    s.close().unwrap();
+}
