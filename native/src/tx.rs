@@ -92,10 +92,10 @@ impl Tx<'_> {
     /// changing rows (`OR FAIL`, a trigger's `RAISE(FAIL)`), the whole transaction is rolled
     /// back at its end with this error, even if the closure goes on and returns `Ok`.
     pub fn execute(&mut self, sql: &str, params: Vec<Value>) -> Result<u64, TxError> {
-        Ok(self.run(Write::one(sql, params))?.changes)
+        Ok(self.run(&Write::one(sql, params))?.changes)
     }
 
-    fn run(&mut self, write: Write) -> Result<Applied, TxError> {
+    fn run(&mut self, write: &Write) -> Result<Applied, TxError> {
         write.check()?;
         let sqlweir_core::Rows::One(values) = &write.rows else { unreachable!("a Tx write holds one row") };
         let mut result = Err(WriteError::Closed);
@@ -114,14 +114,14 @@ impl Tx<'_> {
     /// Runs one write statement with named parameters (see `Store::write_named`); returns the
     /// rows it changed.
     pub fn execute_named(&mut self, sql: &str, params: Vec<(String, Value)>) -> Result<u64, TxError> {
-        Ok(self.run(Write::named(sql, params))?.changes)
+        Ok(self.run(&Write::named(sql, params))?.changes)
     }
 
     /// Inserts a serde struct (or map) into `table`; returns its rowid.
     pub fn insert<T: Serialize + ?Sized>(&mut self, table: &str, row: &T) -> Result<i64, TxError> {
         let data = to_row(row).map_err(|e| WriteError::InvalidInput { message: e.to_string() })?;
         let sql = insert_sql(table, &data.columns).map_err(|e| WriteError::InvalidInput { message: e.to_string() })?;
-        Ok(self.run(Write::one(sql, data.values))?.last_rowid)
+        Ok(self.run(&Write::one(sql, data.values))?.last_rowid)
     }
 }
 
