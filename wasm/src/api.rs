@@ -45,6 +45,11 @@ fn invalid(e: impl std::fmt::Display) -> WriteError {
 fn op_from_js(kind: u8, target: Option<String>, payload: &JsValue, extra: &JsValue) -> Result<Option<Op>, WriteError> {
     let text = move |what: &str| target.ok_or_else(|| invalid(format!("{what} must be a string")));
     let op = match kind {
+        // An object binds by name (`:id`, `@id`, `$id` from `{ id }`), an array by position.
+        kind::WRITE if payload.is_object() && !Array::is_array(payload) => {
+            let row = row_from_js(payload)?;
+            Op::Write(Write::named(text("sql")?, row.columns.into_iter().zip(row.values).collect()))
+        }
         kind::WRITE => Op::Write(Write::one(text("sql")?, params_from_js(payload)?)),
         kind::WRITE_MANY => Op::Write(Write::many(text("sql")?, rows_from_js(payload)?)),
         kind::INSERT => {
@@ -427,6 +432,24 @@ impl Database {
         };
         to_js(&out)
     }
+}
+
+/// Writes `bytes`, the whole file of an SQLite database (the npm package's `importFile` checks
+/// the header first; `exportFile` makes such a file), as the database `name` of the OPFS pool in
+/// `directory`, replacing a closed database of that name and its journal. Rejects with `InUse`
+/// while `name` is open in this worker, `Storage` when the pool refuses.
+#[wasm_bindgen(js_name = importFile)]
+pub async fn import_file(directory: String, name: String, bytes: Vec<u8>) -> Result<(), JsValue> {
+    use sqlite_wasm_rs::vfs::VfsFilesManager;
+    use sqlite_wasm_rs::vfs::transfer::DbTransfer;
+    let util = crate::opfs::pool(&directory).await.map_err(|e| js(&e))?;
+    crate::opfs::claim(&name).map_err(|e| js(&e))?;
+    let done = [name.clone(), format!("{name}-journal"), format!("{name}-wal")]
+        .iter()
+        .try_for_each(|file| util.remove(file).map(drop))
+        .and_then(|()| util.import_db(&name, &bytes));
+    crate::opfs::release(&name);
+    done.map_err(|e| js(&OpenError::Storage { message: e.to_string() }))
 }
 
 /// Largest integer a JavaScript number holds exactly (2^53 - 1).

@@ -142,3 +142,22 @@ test("a statement that fails under FAIL conflict resolution leaves nothing behin
   assert.deepEqual(r.xs, [500, 502], "no row of a rejected statement stayed");
   assert.equal(r.log, 0, "nor the row its trigger wrote");
 });
+
+test("named parameters bind from an object and a missing or extra name is refused alone", async () => {
+  // Every peer takes `db.write(sql, { id: 1 })`; sqlweir took arrays only.
+  const r = await page.evaluate(async () => {
+    const db = window.db;
+    const sql = "INSERT INTO t(x, qty) VALUES (:x, @qty)";
+    const settled = await Promise.all([
+      window.settle(db.write(sql, { qty: 2, x: 600 })),
+      window.settle(db.write("INSERT INTO t(x, qty) VALUES ($x, $x)", { x: 601 })),
+      window.settle(db.write(sql, { x: 602 })),
+      window.settle(db.write(sql, { x: 603, qty: 1, nope: 1 })),
+      window.settle(db.write("INSERT INTO t(x, qty) VALUES (?, ?)", [604, 1])),
+    ]);
+    const rows = await db.query("SELECT x, qty FROM t WHERE x >= 600 AND x < 700 ORDER BY x");
+    return { codes: settled.map((s) => (s[0] === "ok" ? "ok" : s[1])), rows };
+  });
+  assert.deepEqual(r.codes, ["ok", "ok", "InvalidInput", "InvalidInput", "ok"]);
+  assert.deepEqual(r.rows, [{ x: 600, qty: 2 }, { x: 601, qty: 601 }, { x: 604, qty: 1 }]);
+});
