@@ -13,12 +13,15 @@ use sqlweir::{ManyOutcome, Options, Store, Ticket, Value, WriteError};
 
 use crate::Fatal;
 use crate::record::{Format, Item, Record, Records, to_value};
+use crate::types::{self, ColumnType, Field, Guess, Probe};
 
 /// Batches queued ahead of the one being committed: reading and parsing overlap the commits,
 /// and at most this many batches (plus the one being filled) are in memory.
 const IN_FLIGHT: usize = 4;
 
 /// Arguments of `sqlweir ingest`.
+// Each bool is an independent command-line flag.
+#[allow(clippy::struct_excessive_bools)]
 #[derive(clap::Args, Debug)]
 pub struct IngestArgs {
     /// The input file, or `-` for standard input.
@@ -35,13 +38,27 @@ pub struct IngestArgs {
     /// Rows per `write_many` (one queue entry).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
     batch: u32,
-    /// Create the table (untyped columns) from the CSV header or the first JSON object's keys.
+    /// Create the table if it does not exist: columns from the CSV header or the keys of the
+    /// JSON objects, typed INTEGER, REAL or TEXT from the values of the first --detect-rows rows
+    /// (a column is INTEGER or REAL only if none of those values would lose anything, so
+    /// `00501` keeps its column TEXT). Empty CSV fields are NULL in INTEGER and REAL columns.
     #[arg(long)]
     create: bool,
+    /// With --create, how many rows (lines, elements) are read ahead to detect column types
+    /// (and JSON keys); they are held in memory. A later value that does not fit its column is
+    /// stored as it is when SQLite keeps it (`N/A` in an INTEGER column), and rejected with its
+    /// line otherwise (`00501` there would become 501).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    detect_rows: u32,
+    /// With --create, make every column TEXT and store CSV fields as text, exactly as written.
+    #[arg(long)]
+    no_detect_types: bool,
     /// Write rejected and malformed records here as JSONL: {"line":N,"error":"...","record":...}.
     #[arg(long)]
     rejects: Option<PathBuf>,
-    /// Stop at the first malformed line (exit code 2) instead of skipping it.
+    /// Stop at the first malformed line or array element, exit code 2, instead of skipping it.
+    /// The rows before it stay committed (batches commit as they fill); nothing after it is
+    /// written. Rows SQLite rejects (constraints) are still reported and skipped.
     #[arg(long)]
     strict: bool,
     /// Print this process's peak resident memory (`VmHWM`) to stderr at the end (for tests).
@@ -104,8 +121,8 @@ pub fn run(args: &IngestArgs) -> Result<ExitCode, Fatal> {
         (Box::new(file), size)
     };
     let pb = progress_bar(size);
-    let mut records = Records::new(pb.wrap_read(input), format)
-        .map_err(|e| format!("cannot read the CSV header of {}: {e}", args.input.display()))?;
+    let mut records =
+        Records::new(pb.wrap_read(input), format).map_err(|e| format!("cannot read {}: {e}", args.input.display()))?;
 
     let batch = args.batch as usize;
     // Room for every batch in flight, so `write_many` never waits on the queue's capacity.
@@ -181,35 +198,89 @@ pub fn run(args: &IngestArgs) -> Result<ExitCode, Fatal> {
     Ok(if counts.malformed + counts.rejected == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
-/// Creates the table if asked and reads its columns. Returns the insert target and the items
-/// read ahead (up to the first JSON record, whose keys name the columns of a created table).
+/// Creates the table if asked (and missing) and reads its columns. Returns the insert target
+/// and the items read ahead to name and type the columns of a created table.
 fn prepare<R: Read>(
     args: &IngestArgs,
     format: Format,
     records: &mut Records<R>,
     store: &Store,
 ) -> Result<(Target, VecDeque<Item>), Fatal> {
+    let table = &args.table;
     let mut ahead = VecDeque::new();
-    if args.create && format == Format::Jsonl {
-        while let Some(item) = records.next_item()? {
-            let is_record = matches!(item, Item::Record { .. });
-            ahead.push_back(item);
-            if is_record {
+    let create = args.create && table_columns(store, table)?.is_empty();
+    if create {
+        let window = if format == Format::Csv && args.no_detect_types { 0 } else { args.detect_rows as usize };
+        let mut ended = false;
+        while ahead.len() < window {
+            let Some(item) = records.next_item()? else {
+                ended = true;
                 break;
+            };
+            ahead.push_back(item);
+        }
+        let (names, guesses) = detect(records.header(), &ahead);
+        if names.is_empty() {
+            return Err(nothing_to_create(args, records, &ahead, ended).into());
+        }
+        let column_types: Vec<ColumnType> = if args.no_detect_types {
+            vec![ColumnType::Text; names.len()]
+        } else {
+            guesses.iter().map(|g| g.column_type()).collect()
+        };
+        create_table(store, table, &names, &column_types)?;
+    }
+    let columns = table_columns(store, table)?;
+    if columns.is_empty() {
+        return Err(format!("no table named {table}: create it first, or pass --create").into());
+    }
+    Ok((Target::new(table, &columns, records.header(), create, args.detect_rows)?, ahead))
+}
+
+/// The columns of a created table, from the CSV header or the keys of the JSON objects read
+/// ahead (in the order they first appear), with what their values say about their types.
+fn detect(header: &[String], ahead: &VecDeque<Item>) -> (Vec<String>, Vec<Guess>) {
+    let mut names: Vec<String> = header.to_vec();
+    let mut guesses = vec![Guess::default(); names.len()];
+    // SQLite's names are case-insensitive: the first spelling of a key names its column.
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for item in ahead {
+        let Item::Record { record, .. } = item else { continue };
+        match record {
+            Record::Csv(fields) => fields.iter().zip(&mut guesses).for_each(|(f, g)| g.csv(f)),
+            Record::Json { object, .. } => {
+                for (key, value) in object {
+                    let i = *index.entry(key.to_ascii_lowercase()).or_insert_with(|| {
+                        names.push(key.clone());
+                        guesses.push(Guess::default());
+                        names.len() - 1
+                    });
+                    guesses[i].json(value);
+                }
             }
         }
     }
-    if args.create {
-        let columns: Vec<String> = match ahead.back() {
-            Some(Item::Record { record: Record::Json { object, .. }, .. }) => object.keys().cloned().collect(),
-            _ => records.header().to_vec(),
-        };
-        if !columns.is_empty() {
-            create_table(store, &args.table, &columns)?;
+    (names, guesses)
+}
+
+/// Why `--create` found no columns: an empty input, or no JSON object in the rows read ahead.
+fn nothing_to_create<R: Read>(args: &IngestArgs, records: &Records<R>, ahead: &VecDeque<Item>, ended: bool) -> String {
+    let (input, table) = (args.input.display(), &args.table);
+    match ahead.front() {
+        Some(Item::Malformed { line, error, .. }) => {
+            let among = if ended { String::new() } else { format!(" in its first {} rows", ahead.len()) };
+            format!(
+                "cannot create table {table}: {input} has no JSON object{among} to take the columns from; \
+                 line {line} is malformed: {error}"
+            )
         }
+        _ if records.is_array() => {
+            format!("cannot create table {table}: {input} is an empty JSON array, there are no columns to take")
+        }
+        _ => format!(
+            "cannot create table {table}: {input} is empty (a CSV file starts with its header row, JSON with an object)"
+        ),
     }
-    let table = table_columns(store, &args.table)?;
-    Ok((Target::new(&args.table, table, records.header())?, ahead))
 }
 
 /// The batch being filled: per row, its parameters, its line and the record as read.
@@ -252,7 +323,11 @@ impl Pump<'_> {
                     self.rejects.record(self.pb, line, &format!("malformed: {error}"), &raw)?;
                 }
                 if strict {
-                    return Err(format!("line {line} is malformed and --strict was given").into());
+                    return Err(format!(
+                        "line {line} is malformed and --strict was given: the rows before it are committed, \
+                         none after it are written"
+                    )
+                    .into());
                 }
             }
             Item::Record { line, mut record } => match self.target.row(&mut record) {
@@ -330,23 +405,32 @@ fn batch_failed(error: &WriteError) -> Fatal {
     format!("a batch failed as a whole, stopping: {error}").into()
 }
 
-/// Creates `table` with untyped columns if it does not exist.
-fn create_table(store: &Store, table: &str, columns: &[String]) -> Result<(), Fatal> {
-    let columns: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
+/// Creates `table` with typed columns if it does not exist.
+fn create_table(store: &Store, table: &str, names: &[String], column_types: &[ColumnType]) -> Result<(), Fatal> {
+    let columns: Vec<String> =
+        names.iter().zip(column_types).map(|(c, t)| format!("{} {}", quote_ident(c), t.sql())).collect();
     let sql = format!("CREATE TABLE IF NOT EXISTS {}({})", quote_ident(table), columns.join(","));
     store.write(&sql, Vec::new()).wait().map_err(|e| format!("cannot create table {table}: {e}"))?;
     Ok(())
 }
 
-/// The table's column names, in order; an error if there is no such table.
-fn table_columns(store: &Store, table: &str) -> Result<Vec<String>, Fatal> {
-    let names: Vec<String> = store
-        .query_as("SELECT name FROM pragma_table_info(?1)", &[Value::Text(table.to_owned())])
+/// The table's columns, in order, with their declared types; empty if there is no such table.
+fn table_columns(store: &Store, table: &str) -> Result<Vec<(String, String)>, Fatal> {
+    let columns: Vec<(String, String)> = store
+        .query_as("SELECT name, type FROM pragma_table_info(?1)", &[Value::Text(table.to_owned())])
         .map_err(|e| format!("cannot read the columns of {table}: {e}"))?;
-    if names.is_empty() {
-        return Err(format!("no table named {table}: create it first, or pass --create").into());
-    }
-    Ok(names)
+    Ok(columns)
+}
+
+/// How a column's values are bound.
+#[derive(Clone, Copy, Debug)]
+enum Bind {
+    /// A column this run created with that type: CSV fields become numbers where they fit, and
+    /// a value that does not fit is checked against SQLite's affinity before it is stored.
+    Created(ColumnType),
+    /// A column of an existing table: values go as read and SQLite applies the declared type's
+    /// affinity; an empty CSV field is NULL where that affinity is numeric.
+    Existing { numeric: bool },
 }
 
 /// The insert statement and how a record's fields map to its parameters.
@@ -354,47 +438,117 @@ struct Target {
     insert: String,
     /// Lowercased column name to parameter index (SQLite's names are case-insensitive).
     by_name: HashMap<String, usize>,
-    width: usize,
+    /// Per parameter, its column's name and how its values bind.
+    columns: Vec<(String, Bind)>,
+    /// Set when this run created typed columns.
+    probe: Option<Probe>,
+    detect_rows: u32,
 }
 
 impl Target {
     /// JSON records insert into every column (missing keys are NULL); CSV records into the
     /// header's columns, which must all exist (the others keep their defaults).
-    fn new(table: &str, columns: Vec<String>, header: &[String]) -> Result<Self, Fatal> {
-        let columns = if header.is_empty() {
-            columns
-        } else {
-            let known: Vec<String> = columns.iter().map(|c| c.to_ascii_lowercase()).collect();
-            if let Some(missing) = header.iter().find(|h| !known.contains(&h.to_ascii_lowercase())) {
-                return Err(
-                    format!("the CSV header names column {missing:?}, which table {table} does not have").into()
-                );
+    fn new(
+        table: &str,
+        columns: &[(String, String)],
+        header: &[String],
+        created: bool,
+        detect_rows: u32,
+    ) -> Result<Self, Fatal> {
+        let bind = |declared: &str| {
+            let created_type = match declared.to_ascii_uppercase().as_str() {
+                "INTEGER" => Some(ColumnType::Integer),
+                "REAL" => Some(ColumnType::Real),
+                "TEXT" => Some(ColumnType::Text),
+                _ => None,
+            };
+            match created_type {
+                Some(t) if created => Bind::Created(t),
+                _ => Bind::Existing { numeric: types::numeric_affinity(declared) },
             }
-            header.to_vec()
         };
-        let quoted: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
+        let columns: Vec<(String, Bind)> = if header.is_empty() {
+            columns.iter().map(|(name, declared)| (name.clone(), bind(declared))).collect()
+        } else {
+            let known: HashMap<String, &str> =
+                columns.iter().map(|(name, declared)| (name.to_ascii_lowercase(), declared.as_str())).collect();
+            let mut chosen = Vec::with_capacity(header.len());
+            for h in header {
+                let Some(declared) = known.get(&h.to_ascii_lowercase()) else {
+                    return Err(format!("the CSV header names column {h:?}, which table {table} does not have").into());
+                };
+                chosen.push((h.clone(), bind(declared)));
+            }
+            chosen
+        };
+        let typed = columns.iter().any(|(_, b)| matches!(b, Bind::Created(ColumnType::Integer | ColumnType::Real)));
+        let probe =
+            if typed { Some(Probe::new().map_err(|e| format!("cannot check column types: {e}"))?) } else { None };
+        let quoted: Vec<String> = columns.iter().map(|(c, _)| quote_ident(c)).collect();
         let params: Vec<String> = (1..=columns.len()).map(|i| format!("?{i}")).collect();
         let insert = format!("INSERT INTO {}({}) VALUES ({})", quote_ident(table), quoted.join(","), params.join(","));
-        let by_name = columns.iter().enumerate().map(|(i, c)| (c.to_ascii_lowercase(), i)).collect();
-        Ok(Target { insert, by_name, width: columns.len() })
+        let by_name = columns.iter().enumerate().map(|(i, (c, _))| (c.to_ascii_lowercase(), i)).collect();
+        Ok(Target { insert, by_name, columns, probe, detect_rows })
     }
 
-    /// The record's parameters; an error names a key that is not a column. A JSON record's
-    /// object is taken (its text stays, for the rejects).
+    /// The record's parameters; an error names a key that is not a column, or a value that
+    /// its created column would not keep as written. A JSON record's object is taken (its
+    /// text stays, for the rejects).
     fn row(&self, record: &mut Record) -> Result<Vec<Value>, String> {
         match record {
-            Record::Csv(fields) => Ok(fields.iter().map(|f| Value::Text(f.to_owned())).collect()),
+            Record::Csv(fields) => {
+                fields.iter().zip(&self.columns).map(|(f, (name, bind))| self.csv_value(name, *bind, f)).collect()
+            }
             Record::Json { object, .. } => {
-                let mut row = vec![Value::Null; self.width];
+                let mut row = vec![Value::Null; self.columns.len()];
                 for (key, json) in std::mem::take(object) {
                     let Some(&i) = self.by_name.get(&key.to_ascii_lowercase()) else {
                         return Err(format!("no column named {key:?} in the table"));
                     };
-                    row[i] = to_value(json);
+                    let (name, bind) = &self.columns[i];
+                    row[i] = self.json_value(name, *bind, to_value(json))?;
                 }
                 Ok(row)
             }
         }
+    }
+
+    fn csv_value(&self, name: &str, bind: Bind, f: &str) -> Result<Value, String> {
+        match bind {
+            Bind::Created(ColumnType::Text) | Bind::Existing { numeric: false } => Ok(Value::Text(f.to_owned())),
+            Bind::Existing { numeric: true } => Ok(if f.is_empty() { Value::Null } else { Value::Text(f.to_owned()) }),
+            Bind::Created(t) => match (t, types::field(f)) {
+                (_, Field::Empty) => Ok(Value::Null),
+                (ColumnType::Integer, Field::Integer(i)) => Ok(Value::Integer(i)),
+                (ColumnType::Real, Field::Integer(i)) if types::exact_in_f64(i) => Ok(Value::Real(i as f64)),
+                // A real past the window stays a real in an INTEGER column too (SQLite keeps 2.5).
+                (_, Field::Real(r)) => Ok(Value::Real(r)),
+                _ => self.misfit(name, t, f.to_owned()),
+            },
+        }
+    }
+
+    fn json_value(&self, name: &str, bind: Bind, value: Value) -> Result<Value, String> {
+        match (bind, value) {
+            (Bind::Created(ColumnType::Real), Value::Integer(i)) if types::exact_in_f64(i) => Ok(Value::Real(i as f64)),
+            (Bind::Created(ColumnType::Real), Value::Integer(i)) => self.misfit(name, ColumnType::Real, i.to_string()),
+            (Bind::Created(t @ (ColumnType::Integer | ColumnType::Real)), Value::Text(s)) => self.misfit(name, t, s),
+            (_, value) => Ok(value),
+        }
+    }
+
+    /// A value past the detection window that is not of its column's type: stored as TEXT if
+    /// SQLite keeps it so, refused otherwise (rather than stored changed).
+    fn misfit(&self, name: &str, column_type: ColumnType, text: String) -> Result<Value, String> {
+        if self.probe.as_ref().is_some_and(|p| p.keeps(column_type, &text)) {
+            return Ok(Value::Text(text));
+        }
+        Err(format!(
+            "column {name:?} was created {} from the first {} rows, and {text:?} would not be stored as written \
+             in it: pass a larger --detect-rows, or --no-detect-types",
+            column_type.sql(),
+            self.detect_rows
+        ))
     }
 }
 

@@ -14,6 +14,7 @@ mod demo;
 mod ingest;
 mod record;
 mod stats;
+mod types;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -1,7 +1,7 @@
-//! Records from JSONL or CSV input, one at a time, with their line numbers; malformed ones are
-//! reported as such instead of ending the stream.
+//! Records from JSONL, a JSON array or CSV input, one at a time, with their line numbers;
+//! malformed ones are reported as such instead of ending the stream.
 
-use std::io::{self, BufRead, Read};
+use std::io::{self, BufRead, BufReader, Read};
 
 use serde_json::{Map, Value as Json};
 use sqlweir::Value;
@@ -9,7 +9,9 @@ use sqlweir::Value;
 /// The input's format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
-    /// One JSON object per line.
+    /// One JSON object per line, or a JSON array of objects (the input's first character is
+    /// `[`), read one element at a time.
+    #[value(alias = "json")]
     Jsonl,
     /// Comma-separated values with a header row; quoted fields may hold commas and newlines.
     Csv,
@@ -19,7 +21,8 @@ pub enum Format {
 pub enum Item {
     /// A well-formed record starting on `line`.
     Record { line: u64, record: Record },
-    /// A line that is not a record: bad JSON, not an object, wrong field count, bad UTF-8.
+    /// A line (or array element) that is not a record: bad JSON, not an object, wrong field
+    /// count, bad UTF-8.
     Malformed { line: u64, error: String, raw: Json },
 }
 
@@ -43,14 +46,16 @@ impl Record {
     }
 }
 
-/// Maps a JSON value to a SQLite value: integers that fit `i64` stay integers, other numbers
-/// become reals, `true`/`false` become 1/0, arrays and objects are stored as their JSON text.
+/// Maps a JSON value to a SQLite value: integers that fit `i64` stay integers, larger ones up to
+/// `u64::MAX` are stored as their digits (TEXT: a REAL would lose digits), other numbers become
+/// reals (JSON readers read integers past 64 bits as doubles, and so does this one), `true`/`false` become 1/0, arrays and objects are stored as their JSON text.
 pub fn to_value(json: Json) -> Value {
     match json {
         Json::Null => Value::Null,
         Json::Bool(b) => Value::Integer(i64::from(b)),
         Json::Number(n) => match n.as_i64() {
             Some(i) => Value::Integer(i),
+            None if n.is_u64() => Value::Text(n.to_string()),
             // Always `Some` without serde_json's arbitrary_precision feature.
             None => n.as_f64().map_or(Value::Null, Value::Real),
         },
@@ -59,43 +64,72 @@ pub fn to_value(json: Json) -> Value {
     }
 }
 
-/// Reads records one at a time, never holding more than one line (or one CSV record).
+/// The UTF-8 byte order mark some editors put at the start of a file.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Reads records one at a time, never holding more than one line, array element or CSV record.
 pub enum Records<R: Read> {
     /// JSON Lines.
-    Json { reader: io::BufReader<R>, line: u64, buf: Vec<u8> },
+    Lines { reader: BufReader<R>, line: u64, buf: Vec<u8> },
+    /// A JSON array of objects, its `[` read.
+    Array(Array<R>),
     /// CSV with its header.
     Csv { reader: csv::Reader<R>, header: Vec<String>, record: csv::StringRecord },
 }
 
 impl<R: Read> Records<R> {
-    /// Starts reading `input`; for CSV, reads the header row.
-    pub fn new(input: R, format: Format) -> Result<Self, csv::Error> {
+    /// Starts reading `input`: for CSV, reads the header row; for JSON, skips a byte order mark
+    /// and tells JSON Lines from an array by the first character.
+    pub fn new(input: R, format: Format) -> Result<Self, crate::Fatal> {
         match format {
             Format::Jsonl => {
-                Ok(Records::Json { reader: io::BufReader::with_capacity(1 << 16, input), line: 0, buf: Vec::new() })
+                let mut reader = BufReader::with_capacity(1 << 16, input);
+                if reader.fill_buf()?.starts_with(BOM) {
+                    reader.consume(BOM.len());
+                }
+                let mut newlines = 0;
+                let first = skip_space(&mut reader, &mut newlines)?;
+                if first == Some(b'[') {
+                    reader.consume(1);
+                    let state = ArrayState::Elements;
+                    Ok(Records::Array(Array { reader, line: newlines + 1, buf: Vec::new(), state }))
+                } else {
+                    Ok(Records::Lines { reader, line: newlines, buf: Vec::new() })
+                }
             }
             Format::Csv => {
                 // `flexible`: a row with the wrong field count comes back as a row, so it can be
-                // reported as malformed with its line number and skipped.
+                // reported as malformed with its line number and skipped. The csv crate skips a
+                // byte order mark itself.
                 let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(input);
-                let header = reader.headers()?.iter().map(str::to_owned).collect();
+                let header = reader
+                    .headers()
+                    .map_err(|e| format!("cannot read the CSV header: {e}"))?
+                    .iter()
+                    .map(str::to_owned)
+                    .collect();
                 Ok(Records::Csv { reader, header, record: csv::StringRecord::new() })
             }
         }
     }
 
-    /// The CSV header's column names; empty for JSONL.
+    /// The CSV header's column names; empty for JSON.
     pub fn header(&self) -> &[String] {
         match self {
-            Records::Json { .. } => &[],
+            Records::Lines { .. } | Records::Array(_) => &[],
             Records::Csv { header, .. } => header,
         }
+    }
+
+    /// Whether the input is a JSON array.
+    pub fn is_array(&self) -> bool {
+        matches!(self, Records::Array(_))
     }
 
     /// The next item, `None` at the end; an `Err` is an I/O error reading the input.
     pub fn next_item(&mut self) -> io::Result<Option<Item>> {
         match self {
-            Records::Json { reader, line, buf } => loop {
+            Records::Lines { reader, line, buf } => loop {
                 buf.clear();
                 if reader.read_until(b'\n', buf)? == 0 {
                     return Ok(None);
@@ -106,6 +140,7 @@ impl<R: Read> Records<R> {
                 }
                 return Ok(Some(json_item(*line, buf)));
             },
+            Records::Array(array) => array.next_item(),
             Records::Csv { reader, header, record } => {
                 let line = reader.position().line();
                 match reader.read_record(record) {
@@ -127,6 +162,138 @@ impl<R: Read> Records<R> {
                         Ok(Some(Item::Malformed { line, error: e.to_string(), raw: Json::Null }))
                     }
                 }
+            }
+        }
+    }
+}
+
+/// Consumes ASCII whitespace, counting newlines, and peeks at the byte after it (`None` at the
+/// end of the input).
+fn skip_space<R: Read>(reader: &mut BufReader<R>, newlines: &mut u64) -> io::Result<Option<u8>> {
+    loop {
+        let chunk = reader.fill_buf()?;
+        let Some(&first) = chunk.first() else { return Ok(None) };
+        let spaces = chunk.iter().take_while(|b| b.is_ascii_whitespace()).count();
+        // Whitespace runs are short; no byte-counting crate for them.
+        #[allow(clippy::naive_bytecount)]
+        let lines = chunk[..spaces].iter().filter(|&&b| b == b'\n').count() as u64;
+        *newlines += lines;
+        let more = spaces == chunk.len();
+        reader.consume(spaces);
+        if !more {
+            return Ok(Some(if spaces == 0 { first } else { reader.fill_buf()?[0] }));
+        }
+    }
+}
+
+/// Where an [`Array`] is between its elements.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum ArrayState {
+    /// After `[` or `,`: an element or `]` comes next.
+    Elements,
+    /// After an element: `,` or `]` comes next.
+    Delimiter,
+    /// After `]`: only whitespace may follow.
+    Closed,
+    /// Nothing more is read.
+    Done,
+}
+
+/// A JSON array read one element at a time: each element's bytes are cut out at the commas
+/// between elements (outside strings and nested values) and parsed on their own, so memory
+/// holds one element, each has the line it starts on, and a bad element is reported and
+/// skipped like a bad JSON line.
+pub struct Array<R: Read> {
+    reader: BufReader<R>,
+    /// The line the reader is on, from 1.
+    line: u64,
+    buf: Vec<u8>,
+    state: ArrayState,
+}
+
+impl<R: Read> Array<R> {
+    fn next_item(&mut self) -> io::Result<Option<Item>> {
+        loop {
+            let mut newlines = 0;
+            let next = skip_space(&mut self.reader, &mut newlines)?;
+            self.line += newlines;
+            let line = self.line;
+            let malformed = |error: &str, raw: Json| Ok(Some(Item::Malformed { line, error: error.to_owned(), raw }));
+            match (self.state, next) {
+                (ArrayState::Done, _) | (ArrayState::Closed, None) => return Ok(None),
+                (ArrayState::Elements | ArrayState::Delimiter, None) => {
+                    self.state = ArrayState::Done;
+                    return malformed("the input ends before the JSON array's closing `]`", Json::Null);
+                }
+                (ArrayState::Closed, Some(_)) => {
+                    self.state = ArrayState::Done;
+                    return malformed("more text after the JSON array's closing `]`", Json::Null);
+                }
+                (ArrayState::Elements | ArrayState::Delimiter, Some(b']')) => {
+                    self.reader.consume(1);
+                    self.state = ArrayState::Closed;
+                }
+                (ArrayState::Delimiter, Some(b',')) => {
+                    self.reader.consume(1);
+                    self.state = ArrayState::Elements;
+                }
+                // An element cut ends at `,`, `]` or the end, so this is a stray `,`: `[,` or `,,`.
+                (ArrayState::Elements, Some(b',')) => {
+                    self.reader.consume(1);
+                    return malformed("an empty element (two commas, or a comma after `[`)", Json::Null);
+                }
+                (ArrayState::Elements, Some(_)) => {
+                    self.cut_element()?;
+                    self.state = ArrayState::Delimiter;
+                    return Ok(Some(json_item(line, &self.buf)));
+                }
+                (ArrayState::Delimiter, Some(_)) => unreachable!("an element's cut stops only at `,`, `]` or the end"),
+            }
+        }
+    }
+
+    /// Reads one element's bytes into `buf`, up to (not including) the `,` or `]` that ends it
+    /// at depth 0, or to the end of the input.
+    fn cut_element(&mut self) -> io::Result<()> {
+        self.buf.clear();
+        let (mut depth, mut in_string, mut escaped) = (0u32, false, false);
+        loop {
+            let chunk = self.reader.fill_buf()?;
+            if chunk.is_empty() {
+                return Ok(());
+            }
+            let mut used = 0;
+            let mut end = false;
+            for &b in chunk {
+                if in_string {
+                    if escaped {
+                        escaped = false;
+                    } else if b == b'\\' {
+                        escaped = true;
+                    } else if b == b'"' {
+                        in_string = false;
+                    }
+                } else {
+                    match b {
+                        b'"' => in_string = true,
+                        b'{' | b'[' => depth += 1,
+                        b'}' | b']' if depth > 0 => depth -= 1,
+                        b',' | b']' if depth == 0 => {
+                            end = true;
+                            break;
+                        }
+                        _ => {}
+                    }
+                }
+                if b == b'\n' {
+                    self.line += 1;
+                }
+                used += 1;
+            }
+            self.buf.extend_from_slice(&chunk[..used]);
+            self.reader.consume(used);
+            if end {
+                return Ok(());
             }
         }
     }
@@ -181,7 +348,8 @@ mod tests {
                 Value::Text("s".into()),
                 Value::Text("[1]".into()),
                 Value::Text(r#"{"a":1}"#.into()),
-                Value::Real(18_446_744_073_709_551_615.0),
+                // Past i64: its digits, not a REAL that would round them.
+                Value::Text("18446744073709551615".into()),
             ]
         );
     }

@@ -177,10 +177,10 @@ fn csv_quoted_fields_keep_commas_quotes_and_newlines() {
     assert!(text(&o.stderr).contains("line 7: malformed"), "{}", text(&o.stderr));
     let conn = Connection::open(&db).unwrap();
     let mut stmt = conn.prepare("SELECT id, note FROM notes ORDER BY rowid").unwrap();
-    let rows: Vec<(String, String)> =
+    let rows: Vec<(i64, String)> =
         stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect();
-    let expected = [("1", "plain"), ("2", "a, b"), ("3", "two\nlines"), ("4", "say \"hi\""), ("6", "last")];
-    assert_eq!(rows, expected.map(|(a, b)| (a.to_owned(), b.to_owned())));
+    let expected = [(1, "plain"), (2, "a, b"), (3, "two\nlines"), (4, "say \"hi\""), (6, "last")];
+    assert_eq!(rows, expected.map(|(a, b)| (a, b.to_owned())), "id is detected INTEGER, note TEXT");
 }
 
 #[test]
