@@ -25,7 +25,17 @@ fn help_lists_the_subcommands() {
     }
     let o = sqlweir(&["ingest", "--help"]);
     let help = stdout(&o);
-    for flag in ["--db", "--table", "--batch", "--create", "--rejects", "--strict", "--format"] {
+    for flag in [
+        "--db",
+        "--table",
+        "--batch",
+        "--create",
+        "--detect-rows",
+        "--no-detect-types",
+        "--rejects",
+        "--strict",
+        "--format",
+    ] {
         assert!(help.contains(flag), "{flag} missing from:\n{help}");
     }
     assert!(!help.contains("--report-peak-rss"), "the test-only flag stays hidden");
