@@ -1,4 +1,4 @@
-//! `sqlweir`: load big JSONL or CSV files into SQLite through one batching writer, look inside a
+//! `sqlweir`: load big JSONL, JSON array or CSV files into SQLite through one batching writer, look inside a
 //! database, and run the many-collectors demo.
 //!
 //! ```text
@@ -31,7 +31,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Stream a JSONL or CSV file (or stdin) into a table, in batches, with progress.
+    /// Stream a JSONL, JSON array or CSV file (or stdin) into a table, in batches, with progress.
     Ingest(ingest::IngestArgs),
     /// Show a database's tables with row counts, journal mode, page size and SQLite version.
     Stats {

@@ -367,6 +367,34 @@ mod tests {
         assert_eq!(summary, vec![(1, true), (3, false), (4, false), (5, true)]);
     }
 
+    /// A JSON array is cut into elements at depth 0 only (not at commas or brackets inside
+    /// strings and nested values), each with the line it starts on; an unclosed array and text
+    /// after `]` are reported once each.
+    #[test]
+    fn json_arrays_are_cut_at_their_own_commas_with_line_numbers() {
+        let summary = |input: &str| -> Vec<(u64, String)> {
+            items(input, Format::Jsonl)
+                .into_iter()
+                .map(|i| match i {
+                    Item::Record { line, record: Record::Json { object, .. } } => {
+                        (line, Json::Object(object).to_string())
+                    }
+                    Item::Record { line, .. } => (line, "csv?".into()),
+                    Item::Malformed { line, error, .. } => (line, format!("malformed: {error}")),
+                })
+                .collect()
+        };
+        let got = summary("\n [ {\"a\": \"x,]}\\\"\",\n \"b\": [1, {\"c\": 2}]},\n\n{\"a\": 2} ]\n");
+        assert_eq!(got, [(2, r#"{"a":"x,]}\"","b":[1,{"c":2}]}"#.to_owned()), (5, r#"{"a":2}"#.to_owned())]);
+        let got = summary("[{\"a\":1},\n{\"a\":2}\n");
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[2], (3, "malformed: the input ends before the JSON array's closing `]`".to_owned()));
+        let got = summary("[{\"a\":1}]\n{\"a\":2}\n");
+        assert_eq!(got[1], (2, "malformed: more text after the JSON array's closing `]`".to_owned()));
+        assert_eq!(got.len(), 2);
+        assert!(summary("[]").is_empty() && summary("").is_empty());
+    }
+
     #[test]
     fn csv_quoted_fields_keep_commas_and_newlines_and_lines_count_from_the_file() {
         let got = items("a,b\n\"x, y\",\"two\nlines\"\n1\n3,4\n", Format::Csv);
