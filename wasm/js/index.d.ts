@@ -26,6 +26,7 @@ export type ErrorCode =
   | "InProgress"
   | "Worker"
   | "LeaderChanged"
+  | "Unsupported"
   | "Internal";
 
 /** Every rejection of sqlweir: a real `Error` with a stable code and the SQLite code. */
@@ -69,6 +70,20 @@ export interface OpenOptions {
   breakerCooldownMs?: number;
   /** OPFS directory of the VFS pool; one per page (default `.sqlweir`). */
   directory?: string;
+  /**
+   * Where sqlweir's own log lines go (a rejected write at `debug`, retries and slow commits at
+   * `warn`): `console`, or any object with some of these methods. Without one, only errors that
+   * no promise reports reach `console.error`.
+   */
+  logger?: Logger;
+}
+
+/** A sink for sqlweir's log lines; a missing method drops that level. */
+export interface Logger {
+  debug?(...args: unknown[]): void;
+  info?(...args: unknown[]): void;
+  warn?(...args: unknown[]): void;
+  error?(...args: unknown[]): void;
 }
 
 /** A committed write. */
@@ -115,7 +130,7 @@ export interface TransactionOutcome {
 }
 
 /** One keyset page. */
-export interface Page<T extends Row = Row> {
+export interface Page<T = Row> {
   /** Up to `limit` rows ordered by the key column. */
   rows: T[];
   /** The last row's key when the page is full: pass it as `after`. Null when no row follows. */
@@ -187,8 +202,12 @@ export interface Database extends EventTarget {
   onRoleChange(listener: (role: Role) => void): () => void;
   addEventListener(type: "rolechange", listener: (event: RoleChangeEvent) => void, options?: boolean | AddEventListenerOptions): void;
   addEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | AddEventListenerOptions): void;
-  /** Writes one statement; resolves once its batch has committed. */
-  write(sql: string, params?: SqlValue[]): Promise<Receipt>;
+  /**
+   * Writes one statement; resolves once its batch has committed. Parameters by position
+   * (`?`, `?1`) as an array, or by name (`:id`, `@id`, `$id`) as an object `{ id: 1 }`; a
+   * missing or extra name rejects the write with `InvalidInput`.
+   */
+  write(sql: string, params?: SqlValue[] | Record<string, SqlValue>): Promise<Receipt>;
   /** Writes many parameter rows for one statement; resolves once committed, with the rows rejected alone. */
   writeMany(sql: string, rows: SqlValue[][]): Promise<ManyOutcome>;
   /**
@@ -213,7 +232,7 @@ export interface Database extends EventTarget {
    * the same, and with a key that only grows (an INTEGER PRIMARY KEY) rows written meanwhile are
    * neither skipped nor repeated. `next` is null once a page is not full.
    */
-  page<T extends Row = Row>(table: string, key: string, options?: { after?: SqlValue | null; limit?: number }): Promise<Page<T>>;
+  page<T = Row>(table: string, key: string, options?: { after?: SqlValue | null; limit?: number }): Promise<Page<T>>;
   /**
    * Runs the statements in one `BEGIN IMMEDIATE` transaction on the writer, alone between
    * batches: all of them commit or none does. A failing statement rolls everything back and
@@ -223,8 +242,17 @@ export interface Database extends EventTarget {
    * `InvalidInput`.
    */
   transaction(statements: Statement[]): Promise<TransactionOutcome>;
-  /** Runs a read-only statement between batches. A read issued after a write's ack sees it. */
-  query<T extends Row = Row>(sql: string, params?: SqlValue[]): Promise<T[]>;
+  /**
+   * Runs a read-only statement between batches. A read issued after a write's ack sees it. `T`
+   * (an interface or a type alias) describes the rows; it is not checked at run time.
+   */
+  query<T = Row>(sql: string, params?: SqlValue[]): Promise<T[]>;
+  /**
+   * The whole database file, once every write issued before it settled: read between batches
+   * (in WAL mode, the WAL's commits included), its header set to rollback-journal mode so it
+   * opens on its own, e.g. with `importFile` or the sqlite3 shell.
+   */
+  exportFile(): Promise<Uint8Array>;
   /** Resolves when every write issued before it has settled. */
   flush(): Promise<void>;
   /** Lets accepted writes settle, then closes; later calls reject with `Closed`. */
@@ -243,5 +271,15 @@ export interface Database extends EventTarget {
   injectBusy(attempts: number): Promise<void>;
 }
 
-/** Opens (creating if needed) the database `name` in OPFS and runs the migrations. */
+/**
+ * Opens (creating if needed) the database `name` in OPFS and runs the migrations. Rejects with
+ * `InvalidInput` for an unknown option, `Unsupported` outside a browser with OPFS and workers.
+ */
 export function open(name: string, options?: OpenOptions): Promise<Database>;
+
+/**
+ * Writes `bytes`, a whole SQLite database file (from `exportFile` or elsewhere), as the database
+ * `name` in OPFS, replacing any database of that name. Rejects with `InvalidInput` when the bytes
+ * are not an SQLite file, `InUse` while `name` is open in any tab.
+ */
+export function importFile(name: string, bytes: Uint8Array | ArrayBuffer, options?: { directory?: string }): Promise<void>;

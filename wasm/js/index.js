@@ -58,6 +58,7 @@ class Connection {
   }
 
   receive(message) {
+    if (message.log) return log(message.log, message.message);
     if (message.settled) {
       const receipts = message.receipts;
       if (receipts) {
@@ -228,7 +229,7 @@ function pack(items) {
 
 const DEFAULT_DIRECTORY = ".sqlweir";
 /** Calls a new leader may run again without harm: they change nothing. */
-const RESENDABLE = new Set(["open", "query", "page", "flush", "metrics", "health", "jobStatus"]);
+const RESENDABLE = new Set(["open", "query", "page", "flush", "metrics", "health", "jobStatus", "exportFile"]);
 const CANNOT_SEND =
   "invalid input: a parameter cannot be sent to the worker; use number, bigint, string, boolean, null or Uint8Array";
 
@@ -305,7 +306,7 @@ class Hub {
         this.becomeLeader();
         return new Promise(() => {});
       })
-      .catch((e) => console.warn("sqlweir: waiting for the leader lock failed", e));
+      .catch((e) => log("error", "sqlweir: waiting for the leader lock failed", e));
   }
 
   becomeLeader() {
@@ -319,7 +320,7 @@ class Hub {
     this.post({ t: "leader", epoch: this.epoch });
     // This page's own databases open first, then what was waiting or in flight runs here.
     for (const [name, { options }] of this.dbs) {
-      this.openEntry(name, options, this.id).catch((e) => console.warn(`sqlweir: reopening ${name} failed`, e));
+      this.openEntry(name, options, this.id).catch((e) => log("error", `sqlweir: reopening ${name} failed`, e));
     }
     this.redirect(old);
     if (previous === "follower") this.announce();
@@ -357,7 +358,7 @@ class Hub {
     this.waiting = [];
     if (this.role === "follower") {
       for (const [name, { options }] of this.dbs) {
-        this.call("open", { db: name, name, options }).catch((e) => console.warn(`sqlweir: reopening ${name} failed`, e));
+        this.call("open", { db: name, name, options }).catch((e) => log("error", `sqlweir: reopening ${name} failed`, e));
       }
     }
     for (const action of waiting) this.dispatch(action);
@@ -449,6 +450,10 @@ class Hub {
   run(op, fields, user) {
     const { db: name, ...rest } = fields;
     if (op === "open") return this.openEntry(name, fields.options, user).then(() => name);
+    if (op === "importFile") {
+      if (this.entries.has(name)) return Promise.reject(inUse(name));
+      return this.conn.call(op, { ...rest, directory: this.directory });
+    }
     if (op === "close") return this.closeEntry(name, user);
     const entry = this.entries.get(name);
     if (!entry) return Promise.reject(closedError());
@@ -460,7 +465,7 @@ class Hub {
     let entry = this.entries.get(name);
     if (!entry) {
       entry = { id: null, users: new Set() };
-      entry.ready = this.conn.call("open", { name, options }).then(
+      entry.ready = this.conn.call("open", { name, options, log: wantsLog() }).then(
         (id) => (entry.id = id),
         (e) => {
           if (this.entries.get(name) === entry) this.entries.delete(name);
@@ -701,6 +706,12 @@ class Database extends EventTarget {
     return this.#call("query", { sql, params });
   }
 
+  /** The whole database file as bytes, once the writes issued before it settled. */
+  exportFile() {
+    if (this.#closed) return Promise.reject(closedError());
+    return this.#call("exportFile", { name: this.#name, directory: this.#conn.directory });
+  }
+
   flush() {
     if (this.#closed) return Promise.resolve();
     return this.#call("flush");
@@ -758,29 +769,147 @@ function closedError() {
   return new SqlweirError("store is closed: open it again to write", "Closed");
 }
 
+/** `open`'s options (the worker checks their values; serde cannot see unknown keys of a JS object). */
+const OPTIONS = [
+  "migrations",
+  "queueCapacity",
+  "backpressure",
+  "batchRows",
+  "batchRowsCeiling",
+  "lingerMs",
+  "synchronous",
+  "journal",
+  "retry",
+  "breakerThreshold",
+  "breakerCooldownMs",
+  "directory",
+  "logger",
+];
+const RETRY_OPTIONS = ["baseMs", "capMs", "maxAttempts", "budgetMs"];
+
+function invalid(message) {
+  return new SqlweirError(`invalid input: ${message}`, "InvalidInput");
+}
+
+/** Edit distance of `a` and `b` (case ignored), for "did you mean". */
+function distance(a, b) {
+  a = a.toLowerCase();
+  b = b.toLowerCase();
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i];
+    for (let j = 1; j <= b.length; j++) {
+      next[j] = Math.min(row[j] + 1, next[j - 1] + 1, row[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    row = next;
+  }
+  return row[b.length];
+}
+
+/** The first key of `object` not in `known`, as an error that suggests the close one. */
+function unknownKey(object, known, prefix) {
+  const key = Object.keys(object).find((k) => !known.includes(k));
+  if (key === undefined) return null;
+  const close = known.find((k) => distance(key, k) <= Math.min(2, key.length >> 1)) ??
+    known.find((k) => key.length > 3 && (k.startsWith(key) || key.startsWith(k)));
+  const hint = close ? `did you mean '${prefix}${close}'?` : `the options are ${known.map((k) => prefix + k).join(", ")}`;
+  return invalid(`unknown option '${prefix}${key}'; ${hint}`);
+}
+
+function checkOptions(options) {
+  if (typeof options !== "object" || Array.isArray(options)) return invalid("the options of open must be an object");
+  const { retry, logger } = options;
+  if (retry != null && (typeof retry !== "object" || Array.isArray(retry))) return invalid("retry must be an object");
+  if (logger != null && typeof logger !== "object") {
+    return invalid("logger must be an object with debug, info, warn and error methods, such as console");
+  }
+  return unknownKey(options, OPTIONS, "") ?? (retry ? unknownKey(retry, RETRY_OPTIONS, "retry.") : null);
+}
+
+/** Rejects where sqlweir cannot run (Node, a browser without OPFS or outside a secure context). */
+function checkPlatform() {
+  if (typeof Worker === "function" && typeof globalThis.navigator?.storage?.getDirectory === "function") return null;
+  return new SqlweirError(
+    "unsupported: sqlweir needs a browser with OPFS and Web Workers; run it in a page served over https or from localhost, not in Node",
+    "Unsupported",
+  );
+}
+
+function inUse(name) {
+  return new SqlweirError(`${name} is open; close it in every tab before importing over it`, "InUse");
+}
+
+function hubFor(directory = DEFAULT_DIRECTORY) {
+  let hub = hubs.get(directory);
+  if (!hub) hubs.set(directory, (hub = new Hub(directory)));
+  return hub;
+}
+
+/** Whether a database of this page was given a `logger`: the worker then sends its log lines. */
+function wantsLog() {
+  for (const hub of hubs.values()) for (const slot of hub.dbs.values()) if (slot.logger) return true;
+  return false;
+}
+
+/**
+ * The library's own log lines: to every `logger` given to a database open in this page; without
+ * one, errors only (failures no promise reports), to the console.
+ */
+function log(level, ...args) {
+  const loggers = new Set();
+  for (const hub of hubs.values()) for (const slot of hub.dbs.values()) if (slot.logger) loggers.add(slot.logger);
+  if (loggers.size === 0 && level === "error") loggers.add(console);
+  for (const logger of loggers) logger[level]?.(...args);
+}
+
 /**
  * Opens (creating if needed) the database `name` in OPFS, runs `options.migrations`, and
  * resolves with a handle once writes can be accepted.
  */
 export async function open(name, options = {}) {
   if (typeof name !== "string" || name === "") {
-    throw new SqlweirError("invalid input: the database name must be a non-empty string", "InvalidInput");
+    throw invalid("the database name must be a non-empty string");
   }
-  const directory = typeof options?.directory === "string" ? options.directory : DEFAULT_DIRECTORY;
-  let hub = hubs.get(directory);
-  if (!hub) hubs.set(directory, (hub = new Hub(directory)));
+  options ??= {};
+  const refused = checkOptions(options) ?? checkPlatform();
+  if (refused) throw refused;
+  const { logger, ...rest } = options;
+  const hub = hubFor(typeof options.directory === "string" ? options.directory : undefined);
   await hub.ready;
   if (hub.dbs.has(name)) {
     throw new SqlweirError(`${name} is already open in this page; share the handle from the first open, or close it first`, "InUse");
   }
-  const slot = { options, database: null };
+  const slot = { options: rest, logger, database: null };
   hub.dbs.set(name, slot);
   try {
-    await hub.call("open", { db: name, name, options });
+    await hub.call("open", { db: name, name, options: rest });
   } catch (e) {
     if (hub.dbs.get(name) === slot) hub.dbs.delete(name);
     throw e;
   }
   slot.database = new Database(hub, name, name);
   return slot.database;
+}
+
+/**
+ * Writes `bytes`, a whole SQLite database file (from `exportFile`, or any SQLite file), as the
+ * database `name`, replacing it if it exists. It must not be open in any tab.
+ */
+export async function importFile(name, bytes, { directory } = {}) {
+  if (typeof name !== "string" || name === "") throw invalid("the database name must be a non-empty string");
+  if (bytes instanceof ArrayBuffer) bytes = new Uint8Array(bytes);
+  if (!(bytes instanceof Uint8Array)) throw invalid("importFile takes the file's bytes as a Uint8Array or ArrayBuffer");
+  // SQLite's header: the magic string, then the page size (1 meaning 65536).
+  const page = (bytes[16] << 8) | bytes[17];
+  const pageSize = page === 1 ? 65536 : page;
+  const magic = new TextDecoder().decode(bytes.subarray(0, 16));
+  if (magic !== "SQLite format 3\0" || pageSize < 512 || pageSize & (pageSize - 1) || bytes.length % pageSize) {
+    throw invalid("these bytes are not an SQLite database file; pass a whole file, such as exportFile() gives");
+  }
+  const refused = checkPlatform();
+  if (refused) throw refused;
+  const hub = hubFor(directory);
+  await hub.ready;
+  if (hub.dbs.has(name)) throw inUse(name);
+  await hub.call("importFile", { db: name, name, bytes });
 }

@@ -2,11 +2,18 @@
 // relays messages. OPFS synchronous access handles exist only in dedicated workers, which is why
 // SQLite lives here and not on the main thread.
 
-import init, { Database } from "./pkg/sqlweir_wasm.js";
+import init, { Database, exportFile, importFile } from "./pkg/sqlweir_wasm.js";
 
 const ready = init();
 const databases = new Map();
 let nextDb = 1;
+
+// The crate logs through console.debug and console.warn. Here its lines go to the page, which
+// hands them to the `logger` option of `open`; until a database asks for them they are dropped.
+let logging = false;
+for (const level of ["debug", "warn"]) {
+  console[level] = (message) => logging && self.postMessage({ log: level, message: String(message) });
+}
 
 function plainError(e) {
   if (e && typeof e === "object" && "code" in e) {
@@ -26,7 +33,8 @@ function database(id) {
 }
 
 const calls = {
-  async open({ name, options }) {
+  async open({ name, options, log }) {
+    if (log) logging = true;
     const db = await Database.open(name, options);
     db.onSettled((settled, receipts) => self.postMessage({ settled, receipts }, [receipts.buffer]));
     const id = nextDb++;
@@ -34,6 +42,11 @@ const calls = {
     return id;
   },
   query: ({ db, sql, params }) => database(db).query(sql, params),
+  async exportFile({ db, directory, name }) {
+    await database(db).flush();
+    return exportFile(directory, name);
+  },
+  importFile: ({ directory, name, bytes }) => importFile(directory, name, bytes),
   page: ({ db, table, key, after, limit }) => database(db).page(table, key, after, limit),
   flush: ({ db }) => database(db).flush(),
   async close({ db }) {
@@ -85,7 +98,7 @@ self.onmessage = async (event) => {
   try {
     if (!handler) throw new Error(`unknown operation ${message.op}`);
     const value = await handler(message);
-    self.postMessage({ call: message.call, ok: true, value });
+    self.postMessage({ call: message.call, ok: true, value }, value instanceof Uint8Array ? [value.buffer] : []);
   } catch (e) {
     self.postMessage({ call: message.call, ok: false, error: plainError(e) });
   }

@@ -434,6 +434,42 @@ impl Database {
     }
 }
 
+/// The whole file of the open database `name` in the pool of `directory`, read between batches
+/// (call it when no transaction is open: the worker runs it after a flush). A second, read-only
+/// connection copies the database with `VACUUM INTO` (in WAL mode the WAL's commits included)
+/// to a scratch file of the pool, which is read and removed; the header says rollback journal.
+#[wasm_bindgen(js_name = exportFile)]
+pub async fn export_file(directory: String, name: String) -> Result<Vec<u8>, JsValue> {
+    use rusqlite::config::DbConfig;
+    use rusqlite::{Connection, OpenFlags};
+    use sqlite_wasm_rs::vfs::VfsFilesManager;
+    use sqlite_wasm_rs::vfs::transfer::DbTransfer;
+    let util = crate::opfs::pool(&directory).await.map_err(|e| js(&e))?;
+    let storage = |e: &dyn std::fmt::Display| js(&OpenError::Storage { message: e.to_string() });
+    let scratch = format!("{name}.sqlweir-export");
+    let clear = || [scratch.clone(), format!("{scratch}-journal")].iter().try_for_each(|f| util.remove(f).map(drop));
+    clear().map_err(|e| storage(&e))?;
+    let copied = (|| {
+        let conn = Connection::open_with_flags_and_vfs(&name, OpenFlags::SQLITE_OPEN_READ_ONLY, crate::opfs::VFS_NAME)?;
+        // It must never checkpoint or delete the WAL the store's connection uses.
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
+        // The VFS has no shared memory: a WAL file is read with the WAL index in the heap.
+        conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
+        conn.execute("VACUUM INTO ?1", [&scratch])?;
+        conn.close().map_err(|(_, e)| e)
+    })();
+    let bytes = match copied {
+        Ok(()) => util.export_db(&scratch).map_err(|e| storage(&e)),
+        Err(e) => Err(js(&OpenError::Database(sqlweir_sqlite::classify(e)))),
+    };
+    clear().map_err(|e| storage(&e))?;
+    let mut bytes = bytes?;
+    if let Some(versions) = bytes.get_mut(18..20) {
+        versions.copy_from_slice(&[1, 1]);
+    }
+    Ok(bytes)
+}
+
 /// Writes `bytes`, the whole file of an SQLite database (the npm package's `importFile` checks
 /// the header first; `exportFile` makes such a file), as the database `name` of the OPFS pool in
 /// `directory`, replacing a closed database of that name and its journal. Rejects with `InUse`

@@ -1,0 +1,95 @@
+// The package as a user gets it, outside a browser: in Node, `open` rejects at once with a typed
+// `Unsupported` error and the process then exits by itself (it used to throw a bare
+// ReferenceError and leave a BroadcastChannel that kept Node alive forever); what npm would
+// publish carries the licenses and the repository fields. No browser needed.
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { execFile, spawn } from "node:child_process";
+import { readFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+
+const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
+const REPO = dirname(dirname(ROOT));
+
+/** Runs `script` as an ES module in a child Node, in the package directory; kills it after `ms`. */
+function runNode(script, ms = 10_000) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ["--input-type=module", "-e", script], { cwd: ROOT });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => (stdout += d));
+    child.stderr.on("data", (d) => (stderr += d));
+    const timer = setTimeout(() => child.kill("SIGKILL"), ms);
+    child.on("error", reject);
+    child.on("exit", (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
+  });
+}
+
+test("in Node, open rejects at once with Unsupported and the process exits on its own", async () => {
+  // Imported by the package's name (Node resolves a package's own name from inside it, through
+  // its `exports`), as a user's code would.
+  const script = `
+    import { open, importFile, SqlweirError } from "sqlweir";
+    const settle = (p) => p.then(
+      () => ({ ok: true }),
+      (e) => ({ ok: false, code: e.code, instance: e instanceof SqlweirError, isError: e instanceof Error, message: e.message }),
+    );
+    // A file's header as importFile checks it: the magic string, then 512-byte pages.
+    const file = new Uint8Array(512);
+    file.set(new TextEncoder().encode("SQLite format 3\\0"));
+    file[16] = 2;
+    const started = performance.now();
+    const out = {
+      open: await settle(open("app.db", { migrations: ["CREATE TABLE t(x)"] })),
+      typo: await settle(open("app.db", { migration: [] })),
+      importFile: await settle(importFile("app.db", file)),
+      ms: performance.now() - started,
+    };
+    console.log(JSON.stringify(out));
+  `;
+  const run = await runNode(script);
+  assert.equal(run.signal, null, `killed after 10 s: the process did not exit on its own; stderr: ${run.stderr}`);
+  assert.equal(run.code, 0, run.stderr);
+  const out = JSON.parse(run.stdout);
+  const unsupported = {
+    ok: false,
+    code: "Unsupported",
+    instance: true,
+    isError: true,
+    message: "unsupported: sqlweir needs a browser with OPFS and Web Workers; run it in a page served over https or from localhost, not in Node",
+  };
+  assert.deepEqual(out.open, unsupported);
+  assert.deepEqual(out.importFile, unsupported);
+  // Input errors are the same everywhere, Node included.
+  assert.equal(out.typo.code, "InvalidInput");
+  assert.equal(out.typo.message, "invalid input: unknown option 'migration'; did you mean 'migrations'?");
+  assert.ok(out.ms < 1000, `rejected at once, not after ${out.ms} ms`);
+});
+
+test("the published package has the licenses, the repository fields and no Node engine claim", async () => {
+  const manifest = JSON.parse(await readFile(join(ROOT, "package.json"), "utf8"));
+  assert.equal(manifest.license, "MIT OR Apache-2.0");
+  assert.equal(manifest.engines, undefined, "a browser-only package claims no Node version");
+  assert.equal(manifest.repository.url, "git+https://github.com/sqlweir/sqlweir.git");
+  assert.equal(manifest.repository.directory, "wasm/js");
+  assert.match(manifest.homepage, /^https:\/\/github\.com\/sqlweir\/sqlweir\b/);
+  assert.equal(manifest.bugs.url, "https://github.com/sqlweir/sqlweir/issues");
+  // npm cannot take files from outside the package: the copies must match the repository's.
+  for (const name of ["LICENSE-MIT", "LICENSE-APACHE"]) {
+    assert.equal(await readFile(join(ROOT, name), "utf8"), await readFile(join(REPO, name), "utf8"), `${name} differs from the repository's`);
+  }
+  assert.match(await readFile(join(ROOT, "LICENSE-MIT"), "utf8"), /Copyright \(c\) the sqlweir developers/);
+  // What `npm publish` would upload.
+  const { stdout } = await promisify(execFile)("npm", ["pack", "--dry-run", "--json", "--ignore-scripts"], { cwd: ROOT });
+  const files = JSON.parse(stdout)[0].files.map((f) => f.path).sort();
+  for (const name of ["LICENSE-MIT", "LICENSE-APACHE", "README.md", "index.js", "index.d.ts", "worker.js", "package.json"]) {
+    assert.ok(files.includes(name), `${name} in ${files.join(", ")}`);
+  }
+  assert.ok(!files.some((f) => f.startsWith("test/")), "the tests stay out");
+});
