@@ -83,9 +83,11 @@ fn params_and_the_typed_layer_store_the_same_text_and_read_it_back() {
         n: 7,
         at: at(1_714_566_600_250),
         uid: uuid::Uuid::from_u128(0x67e5_5044_10b1_426f_9247_bb68_0e5f_e0c8),
-        meta: serde_json::json!({"tags": ["x", "y"], "retries": 2}),
+        meta: serde_json::json!({"retries": 2, "tags": ["x", "y"]}),
     };
-    // The same value once through params! and once as a serde row.
+    // The same value once through params! and once as a serde row. (Keys in sorted order: a
+    // workspace build unifies serde_json with the CLI's `preserve_order`, which keeps them as
+    // written.)
     store.write(INSERT, params![a.n, a.at, a.uid, &a.meta]).wait().expect("params write");
     store.insert("things", &a).wait().expect("typed insert");
 
