@@ -362,9 +362,12 @@ async function holdLock() {
     const tick = () => {
       const left = until - performance.now();
       const m = last?.m ?? before;
+      // Accepted and not yet settled: what waits for the lock, whatever the queue's own count.
+      const waiting = m.accepted - m.committed - m.rejected - m.failed;
+      item.dataset.waiting = String(waiting);
       item.querySelector("div").innerHTML =
         `<b>Write lock held</b> (${Math.max(0, left / 1000).toFixed(1)} s left): ${fmt(m.retries - before.retries)} retries so far, ` +
-        `breaker <code>${m.breaker}</code>, ${fmt(m.queueDepth)} writes queued.`;
+        `breaker <code>${m.breaker}</code>, ${fmt(waiting)} writes waiting to commit.`;
       if (left <= 0) resolve();
       else setTimeout(tick, 100);
     };

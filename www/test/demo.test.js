@@ -117,6 +117,10 @@ test("holding the write lock: the writer retries, nothing fails, the queued writ
   assert.equal(committed + (await value("#m-rejected")), await value("#m-accepted"));
   assert.equal(await value("#m-failed"), 0);
   assert.equal(await page.textContent("#m-breaker"), "closed", "the breaker closed again");
+  // While the lock was held the log showed accepted minus settled as "writes waiting".
+  assert.ok(Number(await result.getAttribute("data-waiting")) > 0, "writes waited for the lock");
+  // Health is degraded for a few seconds after trouble, then ok again (the page keeps polling).
+  await page.waitForFunction(() => document.querySelector("#m-health").textContent === "ok", null, SLOW);
   // The table holds every committed row: the collectors', the 19 good rows of the salvage test.
   assert.equal(await value("#rows-total"), committed);
 });
@@ -170,6 +174,8 @@ test("a narrow (mobile) viewport renders without horizontal overflow", async () 
   assert.deepEqual(overflow.offScreen, [], "no element sticks out of the screen");
   assert.deepEqual(overflow.outOfPanel, [], "no element sticks out of its box");
   assert.deepEqual(overflow.clipped, [], "no number is cut off");
+  const sample = await page.$eval("pre.code", (el) => ({ scroll: el.scrollWidth, client: el.clientWidth }));
+  assert.ok(sample.scroll <= sample.client, `the code sample fits the phone: ${JSON.stringify(sample)}`);
   await page.screenshot({ path: join(ARTIFACTS, "screenshot-narrow.png"), fullPage: true });
   await page.setViewportSize({ width: 1280, height: 900 });
 });
