@@ -224,18 +224,7 @@ fn named_slots(stmt: &CachedStatement<'_>, names: &[String]) -> Result<Vec<usize
 }
 
 fn returning(conn: &Connection, stmt: &mut CachedStatement<'_>) -> rusqlite::Result<Applied> {
-    let columns: Vec<String> = stmt.column_names().map(str::to_owned).collect();
-    let width = columns.len();
-    let mut rows = Vec::new();
-    let mut cursor = stmt.raw_query();
-    while let Some(row) = cursor.next()? {
-        let mut values = Vec::with_capacity(width);
-        for i in 0..width {
-            values.push(read_value(row.get_ref(i)?));
-        }
-        rows.push(values);
-    }
-    drop(cursor);
+    let (columns, rows) = read_rows(stmt)?;
     Ok(Applied {
         changes: conn.changes(),
         last_rowid: conn.last_insert_rowid(),
@@ -420,14 +409,20 @@ fn query_guarded(
             "query runs read-only statements; send changes with write",
         ));
     }
+    bind(&mut stmt, params, None).map_err(classify)?;
+    read_rows(&mut stmt).map_err(classify)
+}
+
+/// Steps a bound statement to its end: its column names and every row's values.
+fn read_rows(stmt: &mut CachedStatement<'_>) -> rusqlite::Result<Found> {
     let columns: Vec<String> = stmt.column_names().map(str::to_owned).collect();
     let width = columns.len();
     let mut rows = Vec::new();
-    let mut cursor = stmt.query(rusqlite::params_from_iter(params.iter().map(Bind))).map_err(classify)?;
-    while let Some(row) = cursor.next().map_err(classify)? {
+    let mut cursor = stmt.raw_query();
+    while let Some(row) = cursor.next()? {
         let mut values = Vec::with_capacity(width);
         for i in 0..width {
-            values.push(read_value(row.get_ref(i).map_err(classify)?));
+            values.push(read_value(row.get_ref(i)?));
         }
         rows.push(values);
     }
