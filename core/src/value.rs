@@ -89,15 +89,6 @@ impl Value {
             _ => Ok(()),
         }
     }
-
-    /// Approximate heap bytes this value holds, for memory accounting.
-    pub fn heap_bytes(&self) -> usize {
-        match self {
-            Value::Text(s) => s.len(),
-            Value::Blob(b) => b.len(),
-            _ => 0,
-        }
-    }
 }
 
 impl fmt::Display for Value {

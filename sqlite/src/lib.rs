@@ -30,6 +30,9 @@ pub struct SqliteBackend {
     /// The connection. Hosts use it directly for setup, checkpoints and closing.
     pub conn: Connection,
     guard: Guard,
+    /// Transactions still to fail with `SQLITE_BUSY` (tests only: the check is compiled out
+    /// of every other build).
+    #[cfg(feature = "fault-injection")]
     busy_left: u32,
 }
 
@@ -38,7 +41,12 @@ impl SqliteBackend {
     /// that decides which user statements may be prepared on it ([`Guard`]).
     pub fn new(mut conn: Connection) -> Result<Self, BackendError> {
         let guard = Guard::install(&mut conn)?;
-        Ok(SqliteBackend { conn, guard, busy_left: 0 })
+        Ok(SqliteBackend {
+            conn,
+            guard,
+            #[cfg(feature = "fault-injection")]
+            busy_left: 0,
+        })
     }
 
     /// Runs a query on the write connection: between batches (the browser's reads), or inside
@@ -68,6 +76,7 @@ impl SqliteBackend {
 
 impl Backend for SqliteBackend {
     fn begin(&mut self) -> Result<(), BackendError> {
+        #[cfg(feature = "fault-injection")]
         if self.busy_left > 0 {
             self.busy_left -= 1;
             return Err(classify_code(ffi::SQLITE_BUSY, "database is locked (injected)".into()));
