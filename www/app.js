@@ -196,7 +196,7 @@ const poll = coalesce(async () => {
   badge("m-breaker", m.breaker, m.breaker === "closed" ? "ok" : m.breaker === "open" ? "bad" : "warn");
   badge("m-health", health.status, health.status === "ok" ? "ok" : health.status === "failing" ? "bad" : "warn");
   $("m-health").title = health.reason ?? "";
-  $("sqlite-version").textContent = `SQLite ${m.sqliteVersion}, journal mode ${m.journalMode}.`;
+  $("sqlite-version").textContent = `${m.engine}, journal mode ${m.journalMode}.`;
   return m;
 });
 

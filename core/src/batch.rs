@@ -264,101 +264,128 @@ pub fn apply<B: Backend + ?Sized, W: Borrow<Write>>(backend: &mut B, writes: &[W
     let mut rejected: BTreeSet<(usize, usize)> = BTreeSet::new();
     let mut errors: Vec<((usize, usize), WriteError)> = Vec::new();
     let mut replays = 0;
-    'attempt: loop {
-        if let Err(e) = backend.begin() {
-            return abandon(backend, e);
-        }
+    loop {
         let mut applied: Vec<Option<Applied>> = vec![None; total];
-        let mut start = 0;
-        while start < writes.len() {
-            let first = writes[start].borrow();
-            let end = match first.rows {
-                Rows::Many(_) => start + 1,
-                Rows::One(_) => {
-                    start
-                        + writes[start..]
-                            .iter()
-                            .take_while(|w| {
-                                let w: &Write = (*w).borrow();
-                                matches!(w.rows, Rows::One(_)) && w.sql == first.sql && w.names == first.names
-                            })
-                            .count()
-                }
-            };
-            // The group's rows not yet rejected, and where each one came from.
-            let mut places: Vec<(usize, usize)> = Vec::new();
-            let mut slices: Vec<&[Value]> = Vec::new();
-            for (w, write) in writes.iter().enumerate().take(end).skip(start) {
-                let rows: &[Vec<Value>] = match &write.borrow().rows {
-                    Rows::One(p) => std::slice::from_ref(p),
-                    Rows::Many(rows) => rows,
-                };
-                for (r, params) in rows.iter().enumerate() {
-                    if !rejected.contains(&(w, r)) {
-                        places.push((w, r));
-                        slices.push(params);
-                    }
-                }
+        let ended = transaction(backend, |b| run_writes(b, writes, &offsets, &mut rejected, &mut errors, &mut applied));
+        match ended {
+            Ok(()) => {
+                return BatchOutcome::Committed { results: assemble(writes, &offsets, applied, errors), replays };
             }
-            let mut stop = None;
-            backend.execute_many(&first.sql, first.names.as_deref(), &slices, &mut |k, result, kept| {
-                let (w, r) = places[k];
-                match result {
-                    Ok(a) => {
-                        applied[offsets[w] + r] = Some(a);
-                        true
-                    }
-                    Err(e) if e.class == ErrorClass::Rejected => {
-                        rejected.insert((w, r));
-                        errors.push(((w, r), WriteError::Backend(e)));
-                        if kept {
-                            true
-                        } else {
-                            stop = Some(Stop::Replay);
-                            false
-                        }
-                    }
-                    Err(e) => {
-                        stop = Some(Stop::Abandon(e));
-                        false
-                    }
-                }
-            });
-            match stop {
-                None => start = end,
-                Some(Stop::Replay) => {
-                    // The database may have rolled back already; if not (the failed statement
-                    // left part of its effect), undo everything before starting over.
-                    if let Err(e) = backend.rollback() {
-                        return abandon(backend, e);
-                    }
-                    replays += 1;
-                    continue 'attempt;
-                }
-                Some(Stop::Abandon(e)) => return abandon(backend, e),
-            }
+            // The database may have rolled back already; if not (the failed statement left part
+            // of its effect), `transaction` undid everything: start over without the row.
+            Err(Ended::Body(Replay)) => replays += 1,
+            Err(Ended::Database(e)) => return BatchOutcome::abandoned(e),
         }
-        if let Err(e) = backend.commit() {
-            return abandon(backend, e);
-        }
-        return BatchOutcome::Committed { results: assemble(writes, &offsets, applied, errors), replays };
     }
 }
 
-/// Why a batch attempt stopped before its end.
-enum Stop {
-    /// The database rolled the transaction back after a rejected row, or the row may have left
-    /// part of its effect: start over without it.
-    Replay,
-    /// A transient or fatal error: roll back and report it.
-    Abandon(BackendError),
+/// The database rolled the transaction back after a rejected row, or the row may have left part
+/// of its effect: start over without it.
+struct Replay;
+
+/// Runs every write of the batch not yet rejected, in order, in groups of one statement.
+fn run_writes<B: Backend + ?Sized, W: Borrow<Write>>(
+    backend: &mut B,
+    writes: &[W],
+    offsets: &[usize],
+    rejected: &mut BTreeSet<(usize, usize)>,
+    errors: &mut Vec<((usize, usize), WriteError)>,
+    applied: &mut [Option<Applied>],
+) -> Result<(), Ended<Replay>> {
+    let mut start = 0;
+    while start < writes.len() {
+        let first = writes[start].borrow();
+        let end = match first.rows {
+            Rows::Many(_) => start + 1,
+            Rows::One(_) => {
+                start
+                    + writes[start..]
+                        .iter()
+                        .take_while(|w| {
+                            let w: &Write = (*w).borrow();
+                            matches!(w.rows, Rows::One(_)) && w.sql == first.sql && w.names == first.names
+                        })
+                        .count()
+            }
+        };
+        // The group's rows not yet rejected, and where each one came from.
+        let mut places: Vec<(usize, usize)> = Vec::new();
+        let mut slices: Vec<&[Value]> = Vec::new();
+        for (w, write) in writes.iter().enumerate().take(end).skip(start) {
+            let rows: &[Vec<Value>] = match &write.borrow().rows {
+                Rows::One(p) => std::slice::from_ref(p),
+                Rows::Many(rows) => rows,
+            };
+            for (r, params) in rows.iter().enumerate() {
+                if !rejected.contains(&(w, r)) {
+                    places.push((w, r));
+                    slices.push(params);
+                }
+            }
+        }
+        let mut stop = None;
+        backend.execute_many(&first.sql, first.names.as_deref(), &slices, &mut |k, result, kept| {
+            let (w, r) = places[k];
+            match result {
+                Ok(a) => {
+                    applied[offsets[w] + r] = Some(a);
+                    true
+                }
+                Err(e) if e.class == ErrorClass::Rejected => {
+                    rejected.insert((w, r));
+                    errors.push(((w, r), WriteError::Backend(e)));
+                    if kept {
+                        true
+                    } else {
+                        stop = Some(Ended::Body(Replay));
+                        false
+                    }
+                }
+                Err(e) => {
+                    stop = Some(Ended::Database(e));
+                    false
+                }
+            }
+        });
+        if let Some(stop) = stop {
+            return Err(stop);
+        }
+        start = end;
+    }
+    Ok(())
 }
 
-fn abandon<B: Backend + ?Sized>(backend: &mut B, e: BackendError) -> BatchOutcome {
-    // The rollback's own failure changes nothing for the caller: the original error is what
-    // happened, and the next `begin` reports a connection that is really broken.
-    let _ = backend.rollback();
-    if e.class == ErrorClass::Transient { BatchOutcome::Transient(e) } else { BatchOutcome::Failed(e) }
+/// Why a transaction ended without committing.
+pub(crate) enum Ended<E> {
+    /// The database failed (`BEGIN`, a statement, `COMMIT`): a transient or fatal error.
+    Database(BackendError),
+    /// The body stopped for a reason of its own.
+    Body(E),
+}
+
+/// Runs `body` in one transaction: `BEGIN`, the body, `COMMIT`; anything but success rolls back.
+/// The one place where the write path begins, commits and abandons a transaction.
+pub(crate) fn transaction<B: Backend + ?Sized, E>(
+    backend: &mut B,
+    body: impl FnOnce(&mut B) -> Result<(), Ended<E>>,
+) -> Result<(), Ended<E>> {
+    let ended = match backend.begin() {
+        Ok(()) => body(backend).and_then(|()| backend.commit().map_err(Ended::Database)),
+        Err(e) => Err(Ended::Database(e)),
+    };
+    if ended.is_err() {
+        // The rollback's own failure changes nothing for the caller: the original error is
+        // what happened, and the next `begin` reports a connection that is really broken.
+        let _ = backend.rollback();
+    }
+    ended
+}
+
+impl BatchOutcome {
+    /// The outcome of a transaction abandoned on `e`: retried when transient, failed otherwise.
+    pub(crate) fn abandoned(e: BackendError) -> BatchOutcome {
+        if e.class == ErrorClass::Transient { BatchOutcome::Transient(e) } else { BatchOutcome::Failed(e) }
+    }
 }
 
 fn assemble<W: Borrow<Write>>(

@@ -39,6 +39,17 @@ pub enum Transition {
     Closed,
 }
 
+impl Transition {
+    /// What the breaker did: `"opened"`, `"half-opened"` or `"closed"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transition::Opened => "opened",
+            Transition::HalfOpened => "half-opened",
+            Transition::Closed => "closed",
+        }
+    }
+}
+
 /// The breaker. The host asks [`Breaker::wait`] before each attempt and reports its result.
 #[derive(Clone, Debug)]
 pub struct Breaker {

@@ -31,6 +31,7 @@ pub mod error;
 pub mod fake;
 pub mod joblock;
 pub mod metrics;
+pub mod pipeline;
 pub mod queue;
 pub mod retry;
 pub mod row;
@@ -44,9 +45,13 @@ pub use breaker::{Breaker, BreakerState, Transition};
 pub use error::{BackendError, ErrorClass, ErrorKind, WriteError};
 pub use joblock::{JobLocks, JobOutcome, JobRun, JobStatus, JobToken};
 pub use metrics::{Health, HealthStatus, MetricsSnapshot};
+pub use pipeline::{
+    Action, Attempted, Backpressure, Batch, Body, BodyOutcome, NoTransactions, Pipeline, Pushed, Settled, SettledEntry,
+    Settlement, Work,
+};
 pub use queue::{PushError, Queued, WriteQueue};
 pub use retry::{Jitter, RetryPolicy};
 pub use row::{RowError, from_row};
 pub use typed::{RowData, ShapeError, insert_sql, quote_identifier, to_row, upsert_sql};
 pub use value::Value;
-pub use writer::{BatchRun, Event, Step, WriterConfig, WriterState};
+pub use writer::{BatchRun, Event, Level, Step, WriterConfig, WriterState};

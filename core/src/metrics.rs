@@ -130,7 +130,7 @@ pub struct MetricsSnapshot {
     pub journal_mode: String,
     /// The database engine and its version, e.g. `SQLite 3.50.0` or `PostgreSQL 15.8` (filled in
     /// by the backend).
-    pub sqlite_version: String,
+    pub engine: String,
 }
 
 /// Overall condition of a store.

@@ -120,6 +120,60 @@ pub enum Event {
     },
 }
 
+/// How much a log event matters; hosts map it to their logger's levels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// Routine: a write rejected alone (its owner was told), a retry under contention.
+    Debug,
+    /// Worth knowing.
+    Info,
+    /// Worth a developer's attention: the breaker changed state, a slow commit.
+    Warn,
+    /// A whole batch failed.
+    Error,
+}
+
+impl Event {
+    /// How much it matters.
+    pub fn level(&self) -> Level {
+        match self {
+            Event::Retry { .. } | Event::Rejected { .. } => Level::Debug,
+            Event::Breaker { .. } | Event::SlowCommit { .. } => Level::Warn,
+            Event::BatchFailed { .. } => Level::Error,
+        }
+    }
+
+    /// The batch it is about, if any.
+    pub fn batch(&self) -> Option<u64> {
+        match self {
+            Event::Retry { batch, .. }
+            | Event::Rejected { batch, .. }
+            | Event::BatchFailed { batch, .. }
+            | Event::SlowCommit { batch, .. } => Some(*batch),
+            Event::Breaker { .. } => None,
+        }
+    }
+}
+
+/// One line, the same on every host.
+impl std::fmt::Display for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Event::Retry { batch, attempt, delay, error } => {
+                write!(f, "batch {batch} hit lock contention on attempt {attempt} ({error}); retrying in {delay:?}")
+            }
+            Event::Breaker { transition, failures } => {
+                write!(f, "circuit breaker {} after {failures} consecutive failures", transition.name())
+            }
+            Event::Rejected { batch, error } => write!(f, "a write of batch {batch} was rejected: {error}"),
+            Event::BatchFailed { batch, rows, error } => write!(f, "batch {batch} of {rows} rows failed: {error}"),
+            Event::SlowCommit { batch, rows, took } => {
+                write!(f, "batch {batch} of {rows} rows took {took:?} to commit")
+            }
+        }
+    }
+}
+
 /// One batch's progress through its attempts.
 #[derive(Clone, Debug)]
 pub struct BatchRun {
@@ -315,7 +369,7 @@ impl WriterState {
             breaker_opened: self.breaker.times_opened(),
             last_error: m.last_error.clone(),
             journal_mode: String::new(),
-            sqlite_version: String::new(),
+            engine: String::new(),
         }
     }
 

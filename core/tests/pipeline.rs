@@ -1,61 +1,109 @@
-//! Model-based property test of the whole write path (queue, batcher, apply with salvage,
-//! retry, breaker) against the fault-injecting fake backend: no write lost, duplicated or
-//! reordered; every ticket resolves exactly once; acked is exactly what is durable.
+//! Model-based property test of the whole write lifecycle: the [`Pipeline`] machine (queue,
+//! writes waiting for room, batcher, apply with salvage, transactions, retry, breaker, flushes)
+//! driven the way a host drives it, against the fault-injecting fake backend. No write lost,
+//! duplicated or reordered; every entry settles exactly once, in acceptance order; acked is
+//! exactly what is durable; a flush resolves only after everything accepted before it.
 
 use std::time::Duration;
 
 use proptest::prelude::*;
 use sqlweir_core::fake::{FakeBackend, Fault};
 use sqlweir_core::{
-    Backend, RetryPolicy, Step, Write, WriteError, WriteQueue, WriteResult, WriterConfig, WriterState, apply, params,
+    Action, Backend, Backpressure, Body, BodyOutcome, ErrorClass, Pipeline, PushError, RetryPolicy, Settlement, Work,
+    Write, WriteResult, WriterConfig, params,
 };
 
 const MAX_ATTEMPTS: u32 = 3;
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 enum Kind {
     Good,
     Constraint,
     RollsBack,
     Io,
+    /// A transaction that writes its value and commits.
+    Tx,
+    /// A transaction that writes its value, then gives up.
+    TxGivesUp,
 }
 
 #[derive(Clone, Debug)]
 enum Op {
-    Write(Kind),
+    Entry(Kind),
     /// The next `n` attempts meet lock contention.
     Busy(u32),
-    /// The writer runs one batch.
+    Flush,
+    /// The host drives the pipeline until one batch settles (or it has nothing to run).
     Step,
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        6 => Just(Op::Write(Kind::Good)),
-        1 => Just(Op::Write(Kind::Constraint)),
-        1 => Just(Op::Write(Kind::RollsBack)),
-        1 => Just(Op::Write(Kind::Io)),
+        6 => Just(Op::Entry(Kind::Good)),
+        1 => Just(Op::Entry(Kind::Constraint)),
+        1 => Just(Op::Entry(Kind::RollsBack)),
+        1 => Just(Op::Entry(Kind::Io)),
+        1 => Just(Op::Entry(Kind::Tx)),
+        1 => Just(Op::Entry(Kind::TxGivesUp)),
         1 => (0u32..6).prop_map(Op::Busy),
+        1 => Just(Op::Flush),
         3 => Just(Op::Step),
     ]
 }
 
+/// A transaction body: one insert, then commit or give up.
+#[derive(Debug)]
+struct Tx {
+    value: i64,
+    gives_up: bool,
+}
+
+impl Body<FakeBackend> for Tx {
+    fn run(&mut self, db: &mut FakeBackend) -> BodyOutcome {
+        match db.execute("INSERT", &params![self.value]) {
+            Ok(_) if self.gives_up => BodyOutcome::Rejected,
+            Ok(_) => BodyOutcome::Commit,
+            Err(e) if e.class == ErrorClass::Rejected => BodyOutcome::Rejected,
+            Err(e) => BodyOutcome::Failed(e),
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Ticket {
+    Entry(u64),
+    /// A flush, with the number of entries accepted before it.
+    Flush(u64),
+}
+
+/// How an entry ended, as its owner saw it.
+#[derive(Clone, Debug, PartialEq)]
+enum Seen {
+    Committed,
+    Rejected(&'static str),
+    Failed(&'static str),
+    Refused,
+}
+
 struct Harness {
     db: FakeBackend,
-    queue: WriteQueue<(u64, Write)>,
-    writer: WriterState,
+    pipeline: Pipeline<Ticket, Tx>,
     now: Duration,
     kinds: Vec<Kind>,
-    /// Per ticket: how many times it resolved, and how.
-    resolved: Vec<Vec<Result<(), WriteError>>>,
-    /// Reference model: lock contention still to come.
-    busy_left: u32,
-    /// Reference model: what must be durable, in order.
+    /// Per entry: every outcome its owner was told.
+    seen: Vec<Vec<Seen>>,
+    /// Accepted entries, in acceptance order, and the order they settled in.
+    accepted: Vec<u64>,
+    settled_order: Vec<u64>,
+    /// What must be durable, in order: the values of the entries settled committed.
     expected: Vec<i64>,
+    /// Lock contention injected so far (a batch may only fail `Busy` if some was).
+    busy_injected: bool,
+    flushes_resolved: usize,
 }
 
 impl Harness {
-    fn new(capacity: usize) -> Self {
+    fn new(capacity: usize, backpressure: Backpressure) -> Self {
         let config = WriterConfig {
             batch_rows: 4,
             batch_rows_ceiling: 16,
@@ -71,129 +119,192 @@ impl Harness {
         };
         Harness {
             db: FakeBackend::new(),
-            queue: WriteQueue::new(capacity),
-            writer: WriterState::new(config, 9),
+            pipeline: Pipeline::new(capacity, backpressure, config, 9),
             now: Duration::ZERO,
             kinds: Vec::new(),
-            resolved: Vec::new(),
-            busy_left: 0,
+            seen: Vec::new(),
+            accepted: Vec::new(),
+            settled_order: Vec::new(),
             expected: Vec::new(),
+            busy_injected: false,
+            flushes_resolved: 0,
         }
     }
 
-    fn write(&mut self, kind: Kind) {
+    fn entry(&mut self, kind: Kind) {
         let id = self.kinds.len() as u64;
         let value = id as i64;
         match kind {
-            Kind::Good => {}
             Kind::Constraint => self.db.fail_value(value, Fault::Constraint),
             Kind::RollsBack => self.db.fail_value(value, Fault::ConstraintRollingBack),
             Kind::Io => self.db.fail_value(value, Fault::Io),
+            Kind::Good | Kind::Tx | Kind::TxGivesUp => {}
         }
         self.kinds.push(kind);
-        self.resolved.push(Vec::new());
-        if let Err(refused) = self.queue.push((id, Write::one("INSERT", params![value])), 1, self.now) {
-            // Fail-fast backpressure: the write comes back to its owner, who gets QueueFull.
-            let sqlweir_core::PushError::Full((id, _)) = refused else { panic!("queue never closes here") };
-            self.resolved[id as usize].push(Err(WriteError::QueueFull { capacity: self.queue.capacity() }));
+        self.seen.push(Vec::new());
+        let work = match kind {
+            Kind::Tx | Kind::TxGivesUp => Work::Transaction(Tx { value, gives_up: kind == Kind::TxGivesUp }),
+            _ => Work::Write(Write::one("INSERT", params![value])),
+        };
+        match self.pipeline.push(work, Ticket::Entry(id), self.now) {
+            Ok(_) => self.accepted.push(id),
+            // Fail-fast backpressure: the entry comes back to its owner, who gets QueueFull.
+            Err(PushError::Full((_, Ticket::Entry(back)))) => {
+                assert_eq!(back, id, "the refused entry's own ticket comes back");
+                self.seen[id as usize].push(Seen::Refused);
+            }
+            Err(other) => panic!("unexpected refusal {other:?}"),
         }
     }
 
-    fn step(&mut self) {
-        let batch = self.queue.take(self.writer.batch_limit());
-        if batch.is_empty() {
-            return;
-        }
-        let mut run = self.writer.start_batch(batch.len(), self.queue.rows());
-        let writes: Vec<&Write> = batch.iter().map(|q| &q.item.1).collect();
-        let step = loop {
-            if let Some(wait) = self.writer.gate(self.now) {
-                self.now += wait;
-                continue;
-            }
-            let outcome = apply(&mut self.db, &writes);
-            self.now += Duration::from_micros(50);
-            match self.writer.finish_attempt(&mut run, outcome, self.now, self.now) {
-                Step::RetryAfter(d) => self.now += d,
-                done => break done,
-            }
-        };
-        // The reference model decides the batch's fate from what the test injected.
-        let ids: Vec<u64> = batch.iter().map(|q| q.item.0).collect();
-        let model_busy = self.busy_left >= MAX_ATTEMPTS;
-        self.busy_left = if model_busy { self.busy_left - MAX_ATTEMPTS } else { 0 };
-        let model_io = !model_busy && ids.iter().any(|&id| matches!(self.kinds[id as usize], Kind::Io));
-        match step {
-            Step::Resolve(results) => {
-                assert!(!model_busy && !model_io, "batch committed although the model says it fails");
-                assert_eq!(results.len(), ids.len());
-                for (id, r) in ids.iter().zip(results) {
-                    let kind = self.kinds[*id as usize];
-                    match (kind, r) {
-                        (Kind::Good, WriteResult::One(Ok(_))) => {
-                            self.expected.push(*id as i64);
-                            self.resolved[*id as usize].push(Ok(()));
-                        }
-                        (Kind::Constraint | Kind::RollsBack, WriteResult::One(Err(e))) => {
-                            assert_eq!(e.code(), "Constraint");
-                            self.resolved[*id as usize].push(Err(e));
-                        }
-                        (kind, r) => panic!("write {id} of kind {kind:?} resolved as {r:?}"),
-                    }
-                }
-            }
-            Step::Fail(e) => {
-                match &e {
-                    WriteError::Busy { attempts, .. } => {
-                        assert!(model_busy, "failed busy although the model commits");
-                        assert_eq!(*attempts, MAX_ATTEMPTS);
-                    }
-                    other => {
-                        assert!(model_io, "failed with {other:?} although the model commits");
-                        assert_eq!(other.code(), "Io");
-                    }
-                }
-                for id in ids {
-                    self.resolved[id as usize].push(Err(e.clone()));
-                }
-            }
-            Step::RetryAfter(_) => unreachable!("loop breaks only on Resolve or Fail"),
+    fn flush(&mut self) {
+        let before = self.accepted.len() as u64;
+        if let Err(ticket) = self.pipeline.flush(Ticket::Flush(before)) {
+            // Handed back at once: nothing may be pending.
+            assert!(matches!(ticket, Ticket::Flush(_)));
+            assert_eq!(self.settled_order.len(), self.accepted.len(), "flush returned with entries pending");
+            self.flushes_resolved += 1;
         }
     }
+
+    /// Drives the pipeline as a host does, until one batch settles or there is nothing to run.
+    fn step(&mut self) {
+        loop {
+            match self.pipeline.poll(self.now) {
+                Action::Run(mut batch) => {
+                    let attempted = batch.attempt(&mut self.db);
+                    let started = self.now;
+                    self.now += Duration::from_micros(50);
+                    if let Some(settled) = self.pipeline.finish(batch, attempted, started, self.now) {
+                        self.settle(settled);
+                        return;
+                    }
+                }
+                Action::Sleep(d) | Action::Wait(Some(d)) => self.now += d,
+                Action::Wait(None) | Action::Stopped => return,
+            }
+        }
+    }
+
+    fn settle(&mut self, settled: sqlweir_core::Settled<Ticket, Tx>) {
+        let failed_with: Option<&'static str> = settled.entries.iter().find_map(|e| match &e.outcome {
+            Settlement::Failed(err) => Some(err.code()),
+            _ => None,
+        });
+        if let Some(code) = failed_with {
+            match code {
+                "Busy" => assert!(self.busy_injected, "a batch failed busy without lock contention"),
+                "Io" => assert!(
+                    settled.entries.iter().any(|e| matches!(e.ticket, Ticket::Entry(id)
+                        if self.kinds[id as usize] == Kind::Io)),
+                    "a batch failed with Io but holds no failing write"
+                ),
+                other => panic!("a batch failed with {other}: salvage must reject such writes alone"),
+            }
+        }
+        for e in settled.entries {
+            let Ticket::Entry(id) = e.ticket else { panic!("a flush ticket settled as an entry") };
+            let kind = self.kinds[id as usize];
+            let seen = match (&e.outcome, kind) {
+                (Settlement::Failed(err), _) => Seen::Failed(err.code()),
+                (Settlement::Write(WriteResult::One(Ok(_))), Kind::Good) | (Settlement::Committed, Kind::Tx) => {
+                    Seen::Committed
+                }
+                (Settlement::Write(WriteResult::One(Err(err))), Kind::Constraint | Kind::RollsBack) => {
+                    Seen::Rejected(err.code())
+                }
+                (Settlement::Rejected, Kind::TxGivesUp) => Seen::Rejected("GaveUp"),
+                (outcome, kind) => panic!("entry {id} of kind {kind:?} settled as {outcome:?}"),
+            };
+            if seen == Seen::Committed {
+                self.expected.push(id as i64);
+            }
+            assert!(matches!(e.work, Work::Write(_) | Work::Transaction(_)), "the work comes back");
+            self.seen[id as usize].push(seen);
+            self.settled_order.push(id);
+        }
+        for f in settled.flushed {
+            let Ticket::Flush(before) = f else { panic!("an entry ticket came back as a flush") };
+            assert!(
+                self.settled_order.len() as u64 >= before,
+                "a flush resolved before the {before} entries accepted before it settled"
+            );
+            self.flushes_resolved += 1;
+        }
+    }
+}
+
+fn run(ops: Vec<Op>, capacity: usize, backpressure: Backpressure) -> Result<(), TestCaseError> {
+    let mut h = Harness::new(capacity, backpressure);
+    let mut flushes = 0;
+    for op in ops {
+        match op {
+            Op::Entry(kind) => h.entry(kind),
+            Op::Busy(n) => {
+                h.busy_injected |= n > 0;
+                h.db.busy_for_attempts(n);
+            }
+            Op::Flush => {
+                flushes += 1;
+                h.flush();
+            }
+            Op::Step => h.step(),
+        }
+    }
+    h.pipeline.close();
+    while !h.pipeline.is_idle() {
+        h.step();
+    }
+    prop_assert!(matches!(h.pipeline.poll(h.now), Action::Stopped));
+    for (id, outcomes) in h.seen.iter().enumerate() {
+        prop_assert_eq!(outcomes.len(), 1, "entry {} was told {} times: {:?}", id, outcomes.len(), outcomes);
+    }
+    prop_assert_eq!(&h.settled_order, &h.accepted, "entries settle in acceptance order");
+    prop_assert_eq!(h.flushes_resolved, flushes, "every flush resolved");
+    // Durable = acked, in acceptance order, no duplicates.
+    prop_assert_eq!(h.db.committed_values(), h.expected.clone());
+    prop_assert!(!h.db.in_transaction(), "a transaction was left open");
+    let m = h.pipeline.snapshot();
+    prop_assert_eq!(m.queue_depth, 0);
+    let refused = h.seen.iter().filter(|s| s[0] == Seen::Refused).count() as u64;
+    prop_assert_eq!(m.accepted, h.kinds.len() as u64 - refused);
+    prop_assert_eq!(m.committed + m.rejected + m.failed, m.accepted, "every accepted row is counted once: {:?}", m);
+    prop_assert_eq!(m.committed, h.expected.len() as u64);
+    Ok(())
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
-    fn acked_is_exactly_durable_and_every_ticket_resolves_once(
+    fn acked_is_exactly_durable_and_every_entry_settles_once_in_order(
         ops in proptest::collection::vec(op(), 1..80),
         capacity in 2usize..40,
+        wait in any::<bool>(),
     ) {
-        let mut h = Harness::new(capacity);
-        for op in ops {
-            match op {
-                Op::Write(kind) => h.write(kind),
-                Op::Busy(n) => {
-                    h.busy_left += n;
-                    h.db.busy_for_attempts(h.busy_left);
-                }
-                Op::Step => h.step(),
-            }
-        }
-        while !h.queue.is_empty() {
-            h.step();
-        }
-        for (id, outcomes) in h.resolved.iter().enumerate() {
-            prop_assert_eq!(outcomes.len(), 1, "ticket {} resolved {} times", id, outcomes.len());
-        }
-        // Durable = acked, in acceptance order, no duplicates.
-        prop_assert_eq!(h.db.committed_values(), h.expected.clone());
-        let acked: Vec<i64> = h.resolved.iter().enumerate()
-            .filter(|(_, o)| matches!(o.first(), Some(Ok(()))))
-            .map(|(id, _)| id as i64)
-            .collect();
-        prop_assert_eq!(acked, h.expected);
-        prop_assert!(!h.db.in_transaction(), "a transaction was left open");
+        run(ops, capacity, if wait { Backpressure::Wait } else { Backpressure::Fail })?;
     }
+}
+
+#[test]
+fn entries_waiting_for_room_keep_their_order_and_count_in_the_depth() {
+    let mut p: Pipeline<u64, Tx> = Pipeline::new(2, Backpressure::Wait, WriterConfig::default(), 1);
+    for id in 0..5 {
+        p.push(Work::Write(Write::one("INSERT", params![id as i64])), id, Duration::ZERO).expect("accepted");
+    }
+    assert_eq!(p.depth(), 5, "queued and waiting rows both count");
+    let mut db = FakeBackend::new();
+    let mut order = Vec::new();
+    while !p.is_idle() {
+        match p.poll(Duration::ZERO) {
+            Action::Run(mut batch) => {
+                let attempted = batch.attempt(&mut db);
+                let settled = p.finish(batch, attempted, Duration::ZERO, Duration::ZERO).expect("no retry");
+                order.extend(settled.entries.into_iter().map(|e| e.ticket));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(order, vec![0, 1, 2, 3, 4]);
+    assert_eq!(db.committed_values(), vec![0, 1, 2, 3, 4]);
 }

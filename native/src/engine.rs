@@ -1,5 +1,5 @@
 //! What the store needs from a database beyond the core's `Backend`: the write side the writer
-//! thread owns, and the read side queries use. SQLite and PostgreSQL implement both.
+//! thread owns. SQLite and PostgreSQL implement it (and `read::Reads`, the read side).
 
 use sqlweir_core::{Backend, Value};
 
@@ -12,12 +12,4 @@ pub(crate) trait Engine: Backend + Send + 'static {
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<Rows, QueryError>;
     /// Last work when the store closes, after every write resolved (SQLite: checkpoint).
     fn finish(&mut self) -> Result<(), CloseError>;
-}
-
-/// The read side: connections that never block the writer.
-pub(crate) trait Reads: Send + Sync {
-    /// Runs a query on an idle connection, waiting for one if all are busy.
-    fn query(&self, sql: &str, params: &[Value]) -> Result<Rows, QueryError>;
-    /// Closes every connection; queries after this fail with `Closed`.
-    fn close(&self);
 }

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlweir_core::{JobOutcome, JobToken};
 
-use crate::store::Shared;
+use crate::shared::Shared;
 
 /// How [`Store::lock`](crate::Store::lock) waits when the job is already running.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

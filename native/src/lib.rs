@@ -61,11 +61,14 @@
 
 mod engine;
 mod error;
+mod files;
 mod job;
+mod open;
 mod options;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod read;
+mod shared;
 mod sqlite;
 mod store;
 mod ticket;

@@ -19,15 +19,7 @@ pub enum Synchronous {
     Full,
 }
 
-/// What `write` does when the queue is full.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Backpressure {
-    /// The ticket waits for room: an awaited ticket pends, `wait()` blocks.
-    #[default]
-    Wait,
-    /// The write fails at once with `WriteError::QueueFull`.
-    Fail,
-}
+pub use sqlweir_core::Backpressure;
 
 /// Options for [`Store::open`](crate::Store::open). `Options::default()` suits most programs.
 #[derive(Clone, Debug)]

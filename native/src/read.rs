@@ -9,7 +9,6 @@ use std::task::{Context, Poll};
 use sqlweir_core::{BackendError, ErrorClass, ErrorKind, Value};
 use sqlweir_sqlite::ReadConnection;
 
-use crate::engine::Reads;
 use crate::error::QueryError;
 use crate::ticket::{Slot, Ticket};
 
@@ -20,6 +19,14 @@ pub struct Rows {
     pub columns: Vec<String>,
     /// One `Vec<Value>` per row, in the columns' order.
     pub rows: Vec<Vec<Value>>,
+}
+
+/// The read side: connections that never block the writer.
+pub(crate) trait Reads: Send + Sync {
+    /// Runs a query on an idle connection, waiting for one if all are busy.
+    fn query(&self, sql: &str, params: &[Value]) -> Result<Rows, QueryError>;
+    /// Closes every connection; queries after this fail with `Closed`.
+    fn close(&self);
 }
 
 /// A connection that can answer queries (SQLite read-only connection, PostgreSQL client).

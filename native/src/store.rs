@@ -1,31 +1,30 @@
-//! The store: opening, the write API, queries, job locks, metrics and closing.
+//! The store: the public API over the write pipeline, the read pool and the job locks.
 
-use std::collections::BTreeSet;
 use std::hash::{BuildHasher, RandomState};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::task::Waker;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
-use rusqlite::{Connection, OpenFlags};
 use serde::de::DeserializeOwned;
 use sqlweir_core::{
-    Health, JobLocks, JobRun, JobStatus, ManyOutcome, MetricsSnapshot, PushError, Receipt, Value, Write, WriteError,
-    WriteQueue, WriteResult, WriterState, from_row,
+    Health, JobRun, JobStatus, ManyOutcome, MetricsSnapshot, Pipeline, PushError, Receipt, Value, Work, Write,
+    WriteError, from_row,
 };
 
-use crate::engine::{Engine, Reads};
+use crate::engine::Engine;
 use crate::error::{CloseError, LockError, OpenError, QueryError};
+use crate::files::OpenFile;
 use crate::job::{JobGuard, Wait, from_unix_ms, this_holder, unix_ms};
-use crate::options::{Backpressure, Options, Synchronous};
-use crate::read::{QueryTicket, ReadPool, ReadThreads, Rows};
+use crate::open::{Target, open_reader, open_writer};
+use crate::options::Options;
+use crate::read::{QueryTicket, ReadPool, ReadThreads, Reads, Rows};
+use crate::shared::{Refused, Shared, lock, mark_writer_thread, on_writer_thread};
 use crate::sqlite::{SqliteBackend, classify};
-use crate::ticket::{Admit, Slot, Ticket};
-use crate::tx::{self, Tx, TxError, TxJob, TxTicket};
+use crate::ticket::{Done, DoneKind, Slot, Ticket};
+use crate::tx::{self, Tx, TxError, TxTicket};
 use crate::writer;
-use sqlweir_sqlite::{MigrationError, ReadConnection};
 
 /// A handle to one database with one writer. Cheap to clone; share it between threads.
 ///
@@ -49,37 +48,6 @@ struct Handle {
     writer: Mutex<Option<JoinHandle<Result<(), CloseError>>>>,
 }
 
-/// State shared by the handles and the writer thread.
-pub(crate) struct Shared {
-    queue: Mutex<QueueState>,
-    /// The writer waits here for work; signalled only when `writer_waiting` is set.
-    work: Condvar,
-    /// Blocked producers wait here for room; signalled only when some are waiting.
-    room: Condvar,
-    writer: Mutex<WriterState>,
-    jobs: Mutex<JobLocks>,
-    pub(crate) job_released: Condvar,
-    origin: Instant,
-    backpressure: Backpressure,
-    closed: AtomicBool,
-    journal_mode: String,
-    engine_version: String,
-    /// The file's claim when the last handle was dropped on the writer thread itself (a
-    /// transaction closure held it): the writer cannot be joined from there, so it gives the
-    /// claim back itself once it has drained the queue and stopped.
-    release_on_exit: Mutex<Option<OpenFile>>,
-}
-
-thread_local! {
-    /// Set on writer threads: a blocking wait for the writer from there would never end.
-    static ON_WRITER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Whether the calling thread is a store's writer (running a transaction closure).
-pub(crate) fn on_writer_thread() -> bool {
-    ON_WRITER.with(std::cell::Cell::get)
-}
-
 /// The error for a write queued from inside a transaction closure.
 fn from_writer_thread() -> WriteError {
     WriteError::InvalidInput {
@@ -89,307 +57,7 @@ fn from_writer_thread() -> WriteError {
     }
 }
 
-pub(crate) struct QueueState {
-    pub(crate) queue: WriteQueue<Pending>,
-    pub(crate) writer_waiting: bool,
-    /// Flush markers queued: while any waits, the writer does not linger.
-    pub(crate) flushes: usize,
-    producers_waiting: usize,
-    room_wakers: Vec<Waker>,
-}
-
-/// A queued entry and whom to tell.
-pub(crate) struct Pending {
-    pub(crate) op: Op,
-    pub(crate) done: Done,
-}
-
-/// What a queued entry asks of the writer.
-pub(crate) enum Op {
-    /// A write, batched with its neighbours.
-    Write(Write),
-    /// A flush marker: resolves once everything before it has.
-    Flush,
-    /// A transaction closure: runs alone, between batches (it resolves its own ticket).
-    Transaction(Box<dyn TxJob>),
-}
-
-/// The owner's side of a queued entry. Dropped unresolved (the writer panicked), it fails the
-/// ticket with `Closed`, so no owner waits forever.
-pub(crate) struct Done(Option<DoneKind>);
-
-pub(crate) enum DoneKind {
-    One(Arc<Slot<Receipt>>),
-    Many(Arc<Slot<ManyOutcome>>),
-    Flush(Arc<Slot<()>>),
-    /// A transaction's ticket; the job resolves it with the closure's result.
-    Transaction,
-}
-
-impl Done {
-    /// Resolves with the write's result; the write goes along, to be freed by its owner.
-    /// Its owner's waker is pushed to `wake`, for the writer to wake after the whole batch.
-    pub(crate) fn complete(mut self, result: WriteResult, batch: u64, write: Write, wake: &mut Vec<Waker>) {
-        let waker = match self.0.take() {
-            Some(DoneKind::One(slot)) => slot.resolve_deferred(writer::one_receipt(result, batch), Some(write)),
-            Some(DoneKind::Many(slot)) => slot.resolve_deferred(Ok(writer::many_outcome(result, batch)), Some(write)),
-            Some(DoneKind::Flush(slot)) => slot.resolve_deferred(Ok(()), None),
-            Some(DoneKind::Transaction) | None => None,
-        };
-        wake.extend(waker);
-    }
-
-    /// Drops the owner's side without resolving it: the entry was handed back, not accepted.
-    /// (Dropping it armed would fail the ticket with `Closed`; forgetting it would leak the slot.)
-    fn disarm(mut self) {
-        self.0 = None;
-    }
-
-    pub(crate) fn fail(mut self, error: WriteError) {
-        if let Some(kind) = self.0.take() {
-            fail_kind(kind, error);
-        }
-    }
-
-    pub(crate) fn flush(mut self) {
-        if let Some(DoneKind::Flush(slot)) = self.0.take() {
-            slot.resolve(Ok(()));
-        }
-    }
-}
-
-fn fail_kind(kind: DoneKind, error: WriteError) {
-    match kind {
-        DoneKind::One(slot) => slot.resolve(Err(error)),
-        DoneKind::Many(slot) => slot.resolve(Err(error)),
-        DoneKind::Flush(slot) => slot.resolve(Ok(())),
-        DoneKind::Transaction => {}
-    }
-}
-
-impl Drop for Done {
-    fn drop(&mut self) {
-        if let Some(kind) = self.0.take() {
-            fail_kind(kind, WriteError::Closed);
-        }
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every critical section here leaves its state consistent at each step (queue operations
-    // are single calls), so a panic elsewhere must not make the store unusable.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-impl Shared {
-    pub(crate) fn now(&self) -> Duration {
-        self.origin.elapsed()
-    }
-
-    pub(crate) fn queue(&self) -> MutexGuard<'_, QueueState> {
-        lock(&self.queue)
-    }
-
-    pub(crate) fn writer(&self) -> MutexGuard<'_, WriterState> {
-        lock(&self.writer)
-    }
-
-    pub(crate) fn jobs(&self) -> MutexGuard<'_, JobLocks> {
-        lock(&self.jobs)
-    }
-
-    pub(crate) fn wait_for_work<'a>(
-        &self,
-        q: MutexGuard<'a, QueueState>,
-        timeout: Option<Duration>,
-    ) -> MutexGuard<'a, QueueState> {
-        match timeout {
-            None => self.work.wait(q).unwrap_or_else(PoisonError::into_inner),
-            Some(t) => self.work.wait_timeout(q, t).unwrap_or_else(PoisonError::into_inner).0,
-        }
-    }
-
-    /// Tells waiting producers that the queue has room.
-    pub(crate) fn room_made(&self, q: &mut QueueState) {
-        if q.producers_waiting > 0 {
-            self.room.notify_all();
-        }
-        for w in q.room_wakers.drain(..) {
-            w.wake();
-        }
-    }
-
-    /// Enqueues, or hands the entry back when the queue is full.
-    fn push(&self, q: &mut QueueState, pending: Pending, rows: usize) -> Result<(), PushError<Pending>> {
-        q.queue.push(pending, rows, self.now())?;
-        if q.writer_waiting {
-            self.work.notify_one();
-        }
-        Ok(())
-    }
-}
-
-/// A write waiting for room under `Backpressure::Wait`.
-struct Waiting<T> {
-    shared: Arc<Shared>,
-    op: Option<Op>,
-    rows: usize,
-    wrap: fn(Arc<Slot<T>>) -> DoneKind,
-}
-
-impl<T: Send + 'static> Waiting<T> {
-    fn push(&mut self, q: &mut QueueState) -> Option<Result<Arc<Slot<T>>, WriteError>> {
-        if q.queue.is_closed() {
-            return Some(Err(WriteError::Closed));
-        }
-        if !q.queue.has_room_for(self.rows) {
-            return None;
-        }
-        let slot = Slot::new();
-        let Some(op) = self.op.take() else { return Some(Err(WriteError::Closed)) };
-        let pending = Pending { op, done: Done(Some((self.wrap)(slot.clone()))) };
-        match self.shared.push(q, pending, self.rows) {
-            Ok(()) => Some(Ok(slot)),
-            Err(PushError::Full(p) | PushError::Closed(p)) => {
-                // Cannot happen under the lock after the checks above; keep the write anyway.
-                let Pending { op, done } = p;
-                self.op = Some(op);
-                done.disarm();
-                None
-            }
-        }
-    }
-}
-
-impl<T: Send + 'static> Admit<T> for Waiting<T> {
-    fn try_admit(&mut self, waker: Option<&Waker>) -> Option<Result<Arc<Slot<T>>, WriteError>> {
-        let shared = self.shared.clone();
-        let mut q = shared.queue();
-        let admitted = self.push(&mut q);
-        if admitted.is_none()
-            && let Some(w) = waker
-        {
-            q.room_wakers.push(w.clone());
-        }
-        admitted
-    }
-
-    fn admit_dropped(&mut self) {
-        let Some(op) = self.op.take() else { return };
-        let mut q = self.shared.queue();
-        let pending = Pending { op, done: Done(None) };
-        if q.queue.push_overflowing(pending, self.rows, self.shared.now()).is_err() {
-            tracing::error!("a ticket waiting for room was dropped after close; its write was not applied");
-            return;
-        }
-        if q.writer_waiting {
-            self.shared.work.notify_one();
-        }
-        tracing::warn!(
-            rows = self.rows,
-            "a ticket waiting for room was dropped; its write was queued past the capacity \
-             (await or wait tickets to get backpressure)"
-        );
-    }
-
-    fn admit_blocking(&mut self) -> Result<Arc<Slot<T>>, WriteError> {
-        let shared = self.shared.clone();
-        let mut q = shared.queue();
-        loop {
-            if let Some(r) = self.push(&mut q) {
-                return r;
-            }
-            q.producers_waiting += 1;
-            q = shared.room.wait(q).unwrap_or_else(PoisonError::into_inner);
-            q.producers_waiting -= 1;
-        }
-    }
-}
-
-enum Target {
-    File(PathBuf),
-    Memory(String),
-}
-
-impl Target {
-    fn describe(&self) -> PathBuf {
-        match self {
-            Target::File(p) => p.clone(),
-            Target::Memory(uri) => PathBuf::from(uri),
-        }
-    }
-}
-
 static MEMORY_STORES: AtomicU64 = AtomicU64::new(0);
-
-/// Database files open in this process: one file, one writer, even across `Store::open` calls.
-static OPEN_FILES: Mutex<BTreeSet<FileId>> = Mutex::new(BTreeSet::new());
-
-/// What a database file is, as the OS sees it: its device and inode where there are such
-/// (every spelling, symlink and hard link of one file gives the same), else its canonical path.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum FileId {
-    Inode(u64, u64),
-    Path(PathBuf),
-}
-
-impl FileId {
-    fn of(path: &Path) -> FileId {
-        // A file that does not exist yet is created empty (SQLite reads an empty file as an
-        // empty database), so that it has an identity before anyone else can link to it.
-        // SQLite's special names (`:memory:`, `file:` URIs) are not paths: never create those.
-        let special = path.to_str().is_some_and(|p| p.is_empty() || p == ":memory:" || p.starts_with("file:"));
-        if !special && !path.exists() {
-            let _ = std::fs::OpenOptions::new().write(true).create_new(true).open(path);
-        }
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::MetadataExt;
-            if let Ok(meta) = std::fs::metadata(path) {
-                return FileId::Inode(meta.dev(), meta.ino());
-            }
-        }
-        // Elsewhere (or when the file cannot be read: SQLite will say why) the canonical path
-        // stands for the file; its directory must exist.
-        if let Ok(canonical) = std::fs::canonicalize(path) {
-            return FileId::Path(canonical);
-        }
-        FileId::Path(match (path.parent(), path.file_name()) {
-            (Some(dir), Some(name)) => {
-                std::fs::canonicalize(if dir.as_os_str().is_empty() { Path::new(".") } else { dir })
-                    .map_or_else(|_| path.to_path_buf(), |d| d.join(name))
-            }
-            _ => path.to_path_buf(),
-        })
-    }
-}
-
-/// A file's place in [`OPEN_FILES`], given back when the store's writer has stopped (or when
-/// opening fails).
-struct OpenFile(Mutex<Option<FileId>>);
-
-impl OpenFile {
-    /// Claims `path` for this process, or says it is already open.
-    fn claim(path: &Path) -> Result<OpenFile, OpenError> {
-        let key = FileId::of(path);
-        if !lock(&OPEN_FILES).insert(key.clone()) {
-            return Err(OpenError::AlreadyOpen { path: path.to_path_buf() });
-        }
-        Ok(OpenFile(Mutex::new(Some(key))))
-    }
-
-    fn release(&self) {
-        if let Some(key) = lock(&self.0).take() {
-            lock(&OPEN_FILES).remove(&key);
-        }
-    }
-}
-
-impl Drop for OpenFile {
-    fn drop(&mut self) {
-        self.release();
-    }
-}
 
 impl Store {
     /// Opens (or creates) the database at `path`: sets WAL, `synchronous`, foreign keys and a
@@ -430,36 +98,18 @@ impl Store {
         engine: E,
         reads: Box<dyn Reads>,
         journal_mode: String,
-        engine_version: String,
+        engine_name: String,
         options: Options,
     ) -> Result<Store, OpenError> {
         let seed = options.seed.unwrap_or_else(|| RandomState::new().hash_one(SystemTime::now()));
-        let shared = Arc::new(Shared {
-            queue: Mutex::new(QueueState {
-                queue: WriteQueue::new(options.queue_capacity),
-                writer_waiting: false,
-                flushes: 0,
-                producers_waiting: 0,
-                room_wakers: Vec::new(),
-            }),
-            work: Condvar::new(),
-            room: Condvar::new(),
-            writer: Mutex::new(WriterState::new(options.writer, seed)),
-            jobs: Mutex::new(JobLocks::new()),
-            job_released: Condvar::new(),
-            origin: Instant::now(),
-            backpressure: options.backpressure,
-            closed: AtomicBool::new(false),
-            journal_mode,
-            engine_version,
-            release_on_exit: Mutex::new(None),
-        });
+        let pipeline = Pipeline::new(options.queue_capacity, options.backpressure, options.writer, seed);
+        let shared = Arc::new(Shared::new(pipeline, journal_mode, engine_name));
         let read_connections = options.read_connections;
         let for_writer = shared.clone();
         let thread = std::thread::Builder::new()
             .name("sqlweir-writer".into())
             .spawn(move || {
-                ON_WRITER.with(|on| on.set(true));
+                mark_writer_thread();
                 let finished = writer::run(&for_writer, engine).finish();
                 if let Some(file) = lock(&for_writer.release_on_exit).take() {
                     // Nobody joins this thread: report here, then give the file back.
@@ -534,45 +184,24 @@ impl Store {
         if on_writer_thread() {
             return Ticket::ready(Err(from_writer_thread()));
         }
-        let rows = write.row_count();
-        self.enqueue(Op::Write(write), rows, wrap)
+        let slot = Slot::new();
+        match self.shared().push(Work::Write(write), Done::new(wrap(slot.clone()))) {
+            Ok(()) => Ticket::accepted(slot),
+            Err(refused) => Ticket::ready(Err(self.refusal(refused))),
+        }
     }
 
-    /// Enqueues an entry of `rows` rows, following the backpressure setting when full.
-    pub(crate) fn enqueue<T: Send + 'static>(
-        &self,
-        op: Op,
-        rows: usize,
-        wrap: fn(Arc<Slot<T>>) -> DoneKind,
-    ) -> Ticket<T> {
-        let shared = self.shared();
-        let slot = Slot::new();
-        let pending = Pending { op, done: Done(Some(wrap(slot.clone()))) };
-        let refused = {
-            let mut q = shared.queue();
-            match shared.push(&mut q, pending, rows) {
-                Ok(()) => return Ticket::accepted(slot),
-                Err(refused) => refused,
-            }
-        };
+    /// Why the pipeline handed an entry back; the entry's own ticket is disarmed (its owner
+    /// hears the error from the caller, not through the slot) and its work dropped here.
+    fn refusal(&self, refused: Refused) -> WriteError {
         match refused {
-            PushError::Closed(p) => {
-                p.done.fail(WriteError::Closed);
-                Ticket::ready(Err(WriteError::Closed))
-            }
-            PushError::Full(p) => {
-                // Not accepted: take the entry back without resolving the slot.
-                let Pending { op, done } = p;
+            PushError::Closed((_, done)) => {
                 done.disarm();
-                match shared.backpressure {
-                    Backpressure::Fail => {
-                        let capacity = shared.queue().queue.capacity();
-                        Ticket::ready(Err(WriteError::QueueFull { capacity }))
-                    }
-                    Backpressure::Wait => {
-                        Ticket::unaccepted(Box::new(Waiting { shared: shared.clone(), op: Some(op), rows, wrap }))
-                    }
-                }
+                WriteError::Closed
+            }
+            PushError::Full((_, done)) => {
+                done.disarm();
+                WriteError::QueueFull { capacity: self.shared().pipeline().capacity() }
             }
         }
     }
@@ -604,28 +233,18 @@ impl Store {
             return TxTicket { inner: Ticket::ready(Err(from_writer_thread())) };
         }
         let (job, slot) = tx::job(f);
-        let shared = self.shared();
-        let mut q = shared.queue();
-        let pending = Pending { op: Op::Transaction(job), done: Done(Some(DoneKind::Transaction)) };
-        // A transaction is one entry; it waits for room like a write would (blocking here is
-        // short: the writer drains the queue) so it is never dropped.
-        match shared.push(&mut q, pending, 1) {
-            Ok(()) => TxTicket { inner: Ticket::accepted(slot) },
-            Err(PushError::Closed(p)) => {
-                drop(q);
-                drop(p);
-                TxTicket { inner: Ticket::ready(Err(WriteError::Closed)) }
-            }
-            Err(PushError::Full(p)) => {
-                // Queue past the capacity rather than block or refuse: one entry, bounded by
-                // the callers waiting on their tickets.
-                let _ = q.queue.push_overflowing(p, 1, shared.now());
-                if q.writer_waiting {
-                    shared.work.notify_one();
-                }
-                TxTicket { inner: Ticket::accepted(slot) }
+        // A transaction is one entry and obeys the backpressure setting like a write.
+        if let Err(refused) = self.shared().push(Work::Transaction(job), Done::none()) {
+            let error = match &refused {
+                PushError::Closed(_) => WriteError::Closed,
+                PushError::Full(_) => WriteError::QueueFull { capacity: self.shared().pipeline().capacity() },
+            };
+            let (PushError::Closed((work, _)) | PushError::Full((work, _))) = refused;
+            if let Work::Transaction(job) = work {
+                job.fail(error);
             }
         }
+        TxTicket { inner: Ticket::accepted(slot) }
     }
 
     /// Resolves when every write accepted before this call has resolved.
@@ -633,19 +252,13 @@ impl Store {
         if on_writer_thread() {
             return Ticket::ready(Err(from_writer_thread()));
         }
-        let shared = self.shared();
         let slot = Slot::new();
-        let mut q = shared.queue();
-        if q.queue.is_closed() {
-            return Ticket::ready(Ok(()));
-        }
-        let pending = Pending { op: Op::Flush, done: Done(Some(DoneKind::Flush(slot.clone()))) };
-        match shared.push(&mut q, pending, 0) {
-            Ok(()) => {
-                q.flushes += 1;
-                Ticket::accepted(slot)
+        match self.shared().flush(Done::new(DoneKind::Flush(slot.clone()))) {
+            Ok(()) => Ticket::accepted(slot),
+            Err(nothing_pending) => {
+                nothing_pending.disarm();
+                Ticket::ready(Ok(()))
             }
-            Err(_) => Ticket::ready(Ok(())),
         }
     }
 
@@ -734,7 +347,7 @@ impl Store {
         };
         let mut jobs = shared.jobs();
         loop {
-            if shared.closed.load(Ordering::Acquire) {
+            if shared.is_closed() {
                 return Err(LockError::Closed);
             }
             match jobs.try_acquire(name, holder, unix_ms(SystemTime::now())) {
@@ -767,24 +380,16 @@ impl Store {
     /// A snapshot of the counters, latencies, breaker state and database facts.
     pub fn metrics(&self) -> MetricsSnapshot {
         let shared = self.shared();
-        let (depth, capacity, accepted) = {
-            let q = shared.queue();
-            (q.queue.rows(), q.queue.capacity(), q.queue.accepted())
-        };
-        let mut m = shared.writer().snapshot(depth, capacity, accepted);
+        let mut m = shared.pipeline().snapshot();
         m.journal_mode.clone_from(&shared.journal_mode);
-        m.sqlite_version.clone_from(&shared.engine_version);
+        m.engine.clone_from(&shared.engine);
         m
     }
 
     /// Ok, degraded or failing, with the reason.
     pub fn health(&self) -> Health {
         let shared = self.shared();
-        let (depth, capacity) = {
-            let q = shared.queue();
-            (q.queue.rows(), q.queue.capacity())
-        };
-        shared.writer().health(depth, capacity, shared.now())
+        shared.pipeline().health(shared.now())
     }
 
     /// Flushes every accepted write, stops the writer, checkpoints the WAL and closes every
@@ -802,17 +407,7 @@ impl Handle {
     fn shutdown(&self) -> Result<(), CloseError> {
         let Some(thread) = lock(&self.writer).take() else { return Ok(()) };
         let shared = &self.shared;
-        shared.closed.store(true, Ordering::Release);
-        shared.job_released.notify_all();
-        {
-            let mut q = shared.queue();
-            q.queue.close();
-            shared.work.notify_all();
-            shared.room.notify_all();
-            for w in q.room_wakers.drain(..) {
-                w.wake();
-            }
-        }
+        shared.close();
         if on_writer_thread() {
             // The writer is this very thread (the last handle went away inside a transaction
             // closure): joining would deadlock. The writer drains the queue, finishes and gives
@@ -831,8 +426,8 @@ impl Handle {
             file.release();
         }
         let Ok(finished) = joined else {
-            // Whatever is still queued fails with Closed as its entries drop.
-            let drained = shared.queue().queue.take(usize::MAX);
+            // Whatever is still held fails with Closed as its entries drop.
+            let drained = shared.pipeline().drain();
             drop(drained);
             return Err(CloseError::WriterPanicked);
         };
@@ -854,72 +449,4 @@ fn decode<T: DeserializeOwned>(rows: &Rows) -> Result<Vec<T>, QueryError> {
         .enumerate()
         .map(|(i, r)| from_row(&rows.columns, r).map_err(|source| QueryError::Decode { row: i, source }))
         .collect()
-}
-
-fn open_writer(target: &Target, options: &Options) -> Result<Connection, OpenError> {
-    let path = target.describe();
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-        | OpenFlags::SQLITE_OPEN_CREATE
-        | OpenFlags::SQLITE_OPEN_URI
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = match target {
-        Target::File(p) => Connection::open_with_flags(p, flags),
-        Target::Memory(uri) => Connection::open_with_flags(uri, flags),
-    }
-    .map_err(|e| open_failure(&path, classify(e)))?;
-    if conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
-        return Err(OpenError::ReadOnly { path, source: None });
-    }
-    let setup = |e| open_failure(&path, classify(e));
-    conn.busy_timeout(options.busy_timeout).map_err(setup)?;
-    conn.set_prepared_statement_cache_capacity(256);
-    // Reading the journal mode is the first access to the file: a non-database fails here.
-    if let Target::File(_) = target {
-        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).map_err(setup)?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            tracing::warn!(mode, "the database refused WAL; reads may wait for commits");
-        }
-    } else {
-        conn.query_row("PRAGMA schema_version", [], |r| r.get::<_, i64>(0)).map_err(setup)?;
-    }
-    let sync = match options.synchronous {
-        Synchronous::Normal => "NORMAL",
-        Synchronous::Full => "FULL",
-    };
-    conn.pragma_update(None, "synchronous", sync).map_err(setup)?;
-    conn.pragma_update(None, "foreign_keys", "ON").map_err(setup)?;
-    migrate(&conn, &options.migrations)?;
-    Ok(conn)
-}
-
-fn open_reader(target: &Target) -> Result<ReadConnection, OpenError> {
-    let path = target.describe();
-    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = match target {
-        Target::File(p) => Connection::open_with_flags(p, flags),
-        Target::Memory(uri) => Connection::open_with_flags(uri, flags),
-    }
-    .map_err(|e| open_failure(&path, classify(e)))?;
-    // Readers wait on the rare locks a WAL reader can meet (recovery, a memdb commit).
-    conn.busy_timeout(Duration::from_secs(5)).map_err(|e| OpenError::Setup(classify(e)))?;
-    conn.set_prepared_statement_cache_capacity(64);
-    ReadConnection::new(conn).map_err(OpenError::Setup)
-}
-
-fn open_failure(path: &Path, e: sqlweir_core::BackendError) -> OpenError {
-    let path = path.to_path_buf();
-    match e.code.map(|c| c & 0xff) {
-        Some(rusqlite::ffi::SQLITE_NOTADB) => OpenError::NotADatabase { path, source: e },
-        Some(rusqlite::ffi::SQLITE_READONLY) => OpenError::ReadOnly { path, source: Some(e) },
-        Some(rusqlite::ffi::SQLITE_CANTOPEN | rusqlite::ffi::SQLITE_PERM) => OpenError::CannotOpen { path, source: e },
-        _ => OpenError::Setup(e),
-    }
-}
-
-fn migrate(conn: &Connection, steps: &[String]) -> Result<(), OpenError> {
-    sqlweir_sqlite::migrate(conn, steps).map_err(|e| match e {
-        MigrationError::TooNew { found, known } => OpenError::SchemaTooNew { found, known },
-        MigrationError::Step { step, source } => OpenError::Migration { step, source },
-        MigrationError::Setup(source) => OpenError::Setup(source),
-    })
 }

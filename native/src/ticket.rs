@@ -1,11 +1,12 @@
-//! Tickets: what `write` returns. A `Future` for any executor and a blocking `wait()` twin.
+//! Tickets: what `write` returns (a `Future` for any executor and a blocking `wait()` twin), and
+//! `Done`, the writer's side of one, which the pipeline carries with each entry.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
-use sqlweir_core::{Write, WriteError};
+use sqlweir_core::{ManyOutcome, Receipt, Settlement, Write, WriteError, WriteResult};
 
 /// Where the writer puts a result and the owner finds it.
 pub(crate) struct Slot<T> {
@@ -37,12 +38,7 @@ impl<T> Slot<T> {
 
     /// Stores the result and wakes the owner. Called exactly once, by the writer.
     pub(crate) fn resolve(&self, result: Result<T, WriteError>) {
-        self.resolve_keeping(result, None);
-    }
-
-    /// Like [`resolve`](Self::resolve), also handing over the write, to be dropped by the owner.
-    pub(crate) fn resolve_keeping(&self, result: Result<T, WriteError>, write: Option<Write>) {
-        if let Some(w) = self.resolve_deferred(result, write) {
+        if let Some(w) = self.resolve_deferred(result, None) {
             w.wake();
         }
     }
@@ -111,8 +107,7 @@ impl<T> Slot<T> {
 ///
 /// Await it from any executor (no runtime is required), or call [`Ticket::wait`] from a plain
 /// thread. Dropping a ticket does not cancel the write: it is committed or rejected all the
-/// same. (A ticket dropped while waiting for room in a full queue has its write queued past the
-/// capacity; await or wait tickets to get backpressure.)
+/// same.
 #[must_use = "a ticket tells whether the write was committed; await it or call wait()"]
 pub struct Ticket<T> {
     state: TicketState<T>,
@@ -121,19 +116,6 @@ pub struct Ticket<T> {
 enum TicketState<T> {
     Ready(Option<Result<T, WriteError>>),
     Accepted(Arc<Slot<T>>),
-    /// The queue was full under `Backpressure::Wait`: the write waits here to be accepted.
-    Unaccepted(Box<dyn Admit<T>>),
-}
-
-/// An entry waiting for room in the queue.
-pub(crate) trait Admit<T>: Send {
-    /// Tries to enqueue; on success returns the slot. When full, registers `waker` for room.
-    fn try_admit(&mut self, waker: Option<&Waker>) -> Option<Result<Arc<Slot<T>>, WriteError>>;
-    /// Blocks until enqueued (or the store closes).
-    fn admit_blocking(&mut self) -> Result<Arc<Slot<T>>, WriteError>;
-    /// The ticket was dropped before the write got room: enqueue it past the capacity rather
-    /// than lose it.
-    fn admit_dropped(&mut self);
 }
 
 impl<T> Ticket<T> {
@@ -145,27 +127,11 @@ impl<T> Ticket<T> {
         Ticket { state: TicketState::Accepted(slot) }
     }
 
-    pub(crate) fn unaccepted(admit: Box<dyn Admit<T>>) -> Self {
-        Ticket { state: TicketState::Unaccepted(admit) }
-    }
-
     /// Blocks the calling thread until the write is committed or has failed.
     pub fn wait(mut self) -> Result<T, WriteError> {
         match std::mem::replace(&mut self.state, TicketState::Ready(None)) {
             TicketState::Ready(r) => r.unwrap_or_else(|| panic!("ticket waited after it completed")),
             TicketState::Accepted(slot) => slot.wait(),
-            TicketState::Unaccepted(mut admit) => admit.admit_blocking()?.wait(),
-        }
-    }
-}
-
-/// A ticket still waiting for room when dropped has its write queued anyway, past the
-/// capacity: a dropped ticket never cancels a write. Await or `wait()` tickets to get
-/// backpressure.
-impl<T> Drop for Ticket<T> {
-    fn drop(&mut self) {
-        if let TicketState::Unaccepted(admit) = &mut self.state {
-            admit.admit_dropped();
         }
     }
 }
@@ -174,19 +140,77 @@ impl<T: Unpin> Future for Ticket<T> {
     type Output = Result<T, WriteError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        loop {
-            match &mut this.state {
-                TicketState::Ready(r) => {
-                    return Poll::Ready(r.take().unwrap_or_else(|| panic!("ticket polled after it completed")));
-                }
-                TicketState::Accepted(slot) => return slot.poll(cx),
-                TicketState::Unaccepted(admit) => match admit.try_admit(Some(cx.waker())) {
-                    None => return Poll::Pending,
-                    Some(Ok(slot)) => this.state = TicketState::Accepted(slot),
-                    Some(Err(e)) => return Poll::Ready(Err(e)),
-                },
+        match &mut self.get_mut().state {
+            TicketState::Ready(r) => {
+                Poll::Ready(r.take().unwrap_or_else(|| panic!("ticket polled after it completed")))
             }
+            TicketState::Accepted(slot) => slot.poll(cx),
+        }
+    }
+}
+
+/// The owner's side of a queued entry, carried through the pipeline. Dropped unresolved (the
+/// writer panicked, or the store went away), it fails its ticket with `Closed`, so no owner
+/// waits forever.
+pub(crate) struct Done(Option<DoneKind>);
+
+pub(crate) enum DoneKind {
+    One(Arc<Slot<Receipt>>),
+    Many(Arc<Slot<ManyOutcome>>),
+    Flush(Arc<Slot<()>>),
+}
+
+impl Done {
+    pub(crate) fn new(kind: DoneKind) -> Self {
+        Done(Some(kind))
+    }
+
+    /// The ticket of an entry that resolves its owner itself (a transaction's job).
+    pub(crate) fn none() -> Self {
+        Done(None)
+    }
+
+    /// Resolves with the entry's outcome in batch `batch`; the write goes along, to be freed by
+    /// its owner. The owner's waker is pushed to `wake`, for the writer to wake after the whole
+    /// batch.
+    pub(crate) fn settle(mut self, outcome: Settlement, batch: u64, write: Write, wake: &mut Vec<Waker>) {
+        let waker = match (self.0.take(), outcome) {
+            (Some(DoneKind::One(slot)), Settlement::Write(WriteResult::One(r))) => {
+                slot.resolve_deferred(r.map(|a| Receipt::new(a, batch)), Some(write))
+            }
+            (Some(DoneKind::Many(slot)), Settlement::Write(WriteResult::Many { committed, rejected })) => {
+                slot.resolve_deferred(Ok(ManyOutcome { committed, rejected, batch }), Some(write))
+            }
+            (Some(DoneKind::One(slot)), Settlement::Failed(e)) => slot.resolve_deferred(Err(e), Some(write)),
+            (Some(DoneKind::Many(slot)), Settlement::Failed(e)) => slot.resolve_deferred(Err(e), Some(write)),
+            (Some(_), other) => unreachable!("a write settled as {other:?}"),
+            (None, _) => None,
+        };
+        wake.extend(waker);
+    }
+
+    /// Resolves a flush ticket: everything accepted before it has settled.
+    pub(crate) fn flushed(mut self) {
+        if let Some(DoneKind::Flush(slot)) = self.0.take() {
+            slot.resolve(Ok(()));
+        }
+    }
+
+    /// Drops the owner's side without resolving it: the entry was handed back, not accepted.
+    /// (Dropping it armed would fail the ticket with `Closed`; forgetting it would leak the slot.)
+    pub(crate) fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        match self.0.take() {
+            Some(DoneKind::One(slot)) => slot.resolve(Err(WriteError::Closed)),
+            Some(DoneKind::Many(slot)) => slot.resolve(Err(WriteError::Closed)),
+            // A flush whose writes can no longer run has nothing left to wait for.
+            Some(DoneKind::Flush(slot)) => slot.resolve(Ok(())),
+            None => {}
         }
     }
 }

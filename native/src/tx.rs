@@ -1,5 +1,6 @@
 //! Transactions on the writer: a closure that reads, decides and writes inside one
-//! `BEGIN IMMEDIATE` transaction, run between batches, retried whole on lock contention.
+//! `BEGIN IMMEDIATE` transaction, run between batches, retried whole on lock contention (the
+//! core's pipeline runs it: see `sqlweir_core::Body`).
 
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -9,16 +10,12 @@ use std::task::{Context, Poll};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use sqlweir_core::{
-    Applied, BatchOutcome, ErrorClass, Step, Value, Write, WriteError, WriteResult, from_row, insert_sql, to_row,
-};
+use sqlweir_core::{Applied, Body, BodyOutcome, ErrorClass, Value, Write, WriteError, from_row, insert_sql, to_row};
 
 use crate::engine::Engine;
 use crate::error::QueryError;
 use crate::read::Rows;
-use crate::store::Shared;
 use crate::ticket::{Slot, Ticket};
-use crate::writer::log_events;
 
 /// Why a transaction did not commit. The transaction was rolled back: none of its writes stay.
 #[non_exhaustive]
@@ -125,26 +122,78 @@ impl Tx<'_> {
     }
 }
 
-/// A queued transaction, type-erased for the queue.
+/// A queued transaction, type-erased for the pipeline: the core runs it as a [`Body`] inside
+/// one transaction of its own, under the same retry policy and breaker as batches.
 pub(crate) trait TxJob: Send {
-    /// Runs the closure once inside an open transaction; `Ok` when it asks to commit.
-    fn attempt(&mut self, tx: &mut Tx<'_>) -> Result<(), TxError>;
-    /// Resolves the ticket after the commit.
+    /// Runs the closure once inside the open transaction; keeps its value or its error.
+    fn attempt(&mut self, backend: &mut dyn Engine) -> BodyOutcome;
+    /// Resolves the ticket with the value after the commit.
     fn succeed(self: Box<Self>);
-    /// Resolves the ticket with an error.
-    fn fail(self: Box<Self>, error: TxError);
+    /// Resolves the ticket with the error of the closure's last run (it rolled back).
+    fn reject(self: Box<Self>);
+    /// Resolves the ticket with the transaction's failure. A database error the closure met
+    /// itself is reported as the closure saw it; otherwise (lock contention past the budget,
+    /// a failed COMMIT) as `error`.
+    fn fail(self: Box<Self>, error: WriteError);
+}
+
+impl<E: Engine> Body<E> for Box<dyn TxJob> {
+    fn run(&mut self, backend: &mut E) -> BodyOutcome {
+        self.attempt(backend)
+    }
 }
 
 struct Job<R, F> {
     f: F,
     value: Option<R>,
+    error: Option<TxError>,
     slot: Option<TxSlot<R>>,
 }
 
 impl<R: Send, F: FnMut(&mut Tx<'_>) -> Result<R, TxError> + Send> TxJob for Job<R, F> {
-    fn attempt(&mut self, tx: &mut Tx<'_>) -> Result<(), TxError> {
-        self.value = Some((self.f)(tx)?);
-        Ok(())
+    fn attempt(&mut self, backend: &mut dyn Engine) -> BodyOutcome {
+        self.value = None;
+        self.error = None;
+        let mut spoiled = None;
+        let f = &mut self.f;
+        let ran = catch_unwind(AssertUnwindSafe(|| {
+            let mut tx = Tx { backend, spoiled: None };
+            let ran = f(&mut tx);
+            spoiled = tx.spoiled;
+            ran
+        }));
+        let error = match ran {
+            Ok(Ok(value)) => match spoiled {
+                None => {
+                    self.value = Some(value);
+                    return BodyOutcome::Commit;
+                }
+                Some(e) => TxError::Write(e),
+            },
+            Ok(Err(e)) => e,
+            Err(panic) => {
+                let why = panic
+                    .downcast_ref::<&str>()
+                    .map(ToString::to_string)
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                tracing::error!(why, "transaction closure panicked; rolled back");
+                TxError::Panicked(why)
+            }
+        };
+        // The database failing under the closure (lock contention, I/O) is the pipeline's to
+        // decide: retry the whole transaction, or fail it and count toward the breaker. Any
+        // other error is the closure's own: rolled back, not retried.
+        let cause = match &error {
+            TxError::Write(WriteError::Backend(cause)) | TxError::Query(QueryError::Database(cause))
+                if cause.class != ErrorClass::Rejected =>
+            {
+                Some(cause.clone())
+            }
+            _ => None,
+        };
+        self.error = Some(error);
+        cause.map_or(BodyOutcome::Rejected, BodyOutcome::Failed)
     }
 
     fn succeed(mut self: Box<Self>) {
@@ -153,7 +202,17 @@ impl<R: Send, F: FnMut(&mut Tx<'_>) -> Result<R, TxError> + Send> TxJob for Job<
         }
     }
 
-    fn fail(mut self: Box<Self>, error: TxError) {
+    fn reject(mut self: Box<Self>) {
+        if let (Some(slot), Some(error)) = (self.slot.take(), self.error.take()) {
+            slot.resolve(Ok(Err(error)));
+        }
+    }
+
+    fn fail(mut self: Box<Self>, error: WriteError) {
+        let error = match (self.error.take(), error) {
+            (Some(own), WriteError::Backend(_)) => own,
+            (_, error) => TxError::Write(error),
+        };
         if let Some(slot) = self.slot.take() {
             slot.resolve(Ok(Err(error)));
         }
@@ -178,100 +237,7 @@ where
     F: FnMut(&mut Tx<'_>) -> Result<R, TxError> + Send + 'static,
 {
     let slot = Slot::new();
-    (Box::new(Job { f, value: None, slot: Some(slot.clone()) }), slot)
-}
-
-/// What one attempt came to.
-enum Attempt {
-    /// Committed, or hit the database: the writer's policy decides (resolve, retry, fail).
-    Outcome(BatchOutcome),
-    /// The closure failed or panicked: rolled back; the owner gets this error.
-    Finished(TxError),
-}
-
-fn attempt(backend: &mut dyn Engine, job: &mut Box<dyn TxJob>) -> Attempt {
-    if let Err(e) = backend.begin() {
-        return Attempt::Outcome(abandoned(backend, e));
-    }
-    let mut spoiled = None;
-    let ran = catch_unwind(AssertUnwindSafe(|| {
-        let mut tx = Tx { backend: &mut *backend, spoiled: None };
-        let ran = job.attempt(&mut tx);
-        spoiled = tx.spoiled;
-        ran
-    }));
-    let error = match ran {
-        Ok(Ok(())) if spoiled.is_some() => TxError::Write(spoiled.expect("checked above")),
-        Ok(Ok(())) => {
-            return Attempt::Outcome(match backend.commit() {
-                // One entry of the queue, counted as one committed row.
-                Ok(()) => {
-                    BatchOutcome::Committed { results: vec![WriteResult::One(Ok(Applied::default()))], replays: 0 }
-                }
-                Err(e) => abandoned(backend, e),
-            });
-        }
-        Ok(Err(e)) => e,
-        Err(panic) => {
-            let why = panic
-                .downcast_ref::<&str>()
-                .map(ToString::to_string)
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            tracing::error!(why, "transaction closure panicked; rolled back");
-            TxError::Panicked(why)
-        }
-    };
-    let _ = backend.rollback();
-    match error {
-        // Lock contention met inside the closure: retry the whole transaction.
-        TxError::Write(WriteError::Backend(cause)) | TxError::Query(QueryError::Database(cause))
-            if cause.class == ErrorClass::Transient =>
-        {
-            Attempt::Outcome(BatchOutcome::Transient(cause))
-        }
-        other => Attempt::Finished(other),
-    }
-}
-
-/// The writer runs one transaction: attempts under the same retry policy and breaker as batches.
-pub(crate) fn run(shared: &Arc<Shared>, backend: &mut dyn Engine, mut job: Box<dyn TxJob>, left: usize) {
-    let mut run = shared.writer().start_batch(1, left);
-    loop {
-        let gate = shared.writer().gate(shared.now());
-        log_events(shared);
-        if let Some(wait) = gate {
-            std::thread::sleep(wait);
-            continue;
-        }
-        let started = shared.now();
-        let outcome = match attempt(backend, &mut job) {
-            Attempt::Outcome(outcome) => outcome,
-            Attempt::Finished(error) => {
-                shared.writer().record_rejected(1);
-                job.fail(error);
-                return;
-            }
-        };
-        let step = shared.writer().finish_attempt(&mut run, outcome, started, shared.now());
-        log_events(shared);
-        match step {
-            Step::Resolve(_) => {
-                job.succeed();
-                return;
-            }
-            Step::RetryAfter(delay) => std::thread::sleep(delay),
-            Step::Fail(e) => {
-                job.fail(TxError::Write(e));
-                return;
-            }
-        }
-    }
-}
-
-fn abandoned(backend: &mut dyn Engine, e: sqlweir_core::BackendError) -> BatchOutcome {
-    let _ = backend.rollback();
-    if e.class == ErrorClass::Transient { BatchOutcome::Transient(e) } else { BatchOutcome::Failed(e) }
+    (Box::new(Job { f, value: None, error: None, slot: Some(slot.clone()) }), slot)
 }
 
 /// A pending transaction: resolves with the closure's value after COMMIT, or with why not.

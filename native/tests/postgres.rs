@@ -51,7 +51,7 @@ fn sixteen_writers_times_a_thousand_rows_land_exactly() {
     let m = store.metrics();
     assert_eq!((m.committed, m.failed, m.rejected), (16_000, 0, 0));
     assert!(m.batches < 16_000, "writes were batched: {} batches", m.batches);
-    assert!(m.sqlite_version.starts_with("PostgreSQL"), "{}", m.sqlite_version);
+    assert!(m.engine.starts_with("PostgreSQL"), "{}", m.engine);
     store.close().expect("close");
 }
 

@@ -158,7 +158,8 @@ export interface Metrics {
   breakerOpened: number;
   lastError: string | null;
   journalMode: string;
-  sqliteVersion: string;
+  /** The database engine and its version, e.g. `"SQLite 3.50.4"`. */
+  engine: string;
 }
 
 /** The health verdict and why. */

@@ -2,8 +2,8 @@
 //!
 //! The npm package's worker bootstrap (`js/worker.js`) drives it: main-thread writes arrive in
 //! one message per tick and go in with [`Database::submit`]; their outcomes leave in one call of
-//! the `onSettled` listener per batch. Code that already runs in a dedicated worker can also use
-//! the promise methods directly.
+//! the `onSettled` listener per batch. Rust code that already runs in a dedicated worker uses
+//! [`Store`] directly.
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -99,60 +99,6 @@ impl Database {
         };
         let store = Store::open(&name, options).await.map_err(|e| js(&e))?;
         Ok(Database { store })
-    }
-
-    /// Writes one statement; resolves with `{ changes, lastRowid, batch }` after its batch commits.
-    pub fn write(&self, sql: String, params: &JsValue) -> Promise {
-        let store = self.store.clone();
-        let write = params_from_js(params).map(|p| Op::Write(Write::one(sql, p)));
-        future_to_promise(async move {
-            let acked = store.write_any(write.map_err(|e| js(&e))?).await.map_err(|e| js(&e))?;
-            Ok(acked_to_js(&acked, false))
-        })
-    }
-
-    /// Writes many rows for one statement; resolves with `{ committed, rejected, batch }`.
-    #[wasm_bindgen(js_name = writeMany)]
-    pub fn write_many(&self, sql: String, rows: &JsValue) -> Promise {
-        let store = self.store.clone();
-        let write = rows_from_js(rows).map(|r| Op::Write(Write::many(sql, r)));
-        future_to_promise(async move {
-            let acked = store.write_any(write.map_err(|e| js(&e))?).await.map_err(|e| js(&e))?;
-            Ok(acked_to_js(&acked, false))
-        })
-    }
-
-    /// Inserts `row` (an object of fields) into `table`; resolves like `write`.
-    pub fn insert(&self, table: &JsValue, row: &JsValue) -> Promise {
-        self.promise(op_from_js(kind::INSERT, table.as_string(), row, &JsValue::UNDEFINED))
-    }
-
-    /// Inserts `row`, or updates its other fields in the row it conflicts with on `conflict`.
-    pub fn upsert(&self, table: &JsValue, row: &JsValue, conflict: &JsValue) -> Promise {
-        self.promise(op_from_js(kind::UPSERT, table.as_string(), row, conflict))
-    }
-
-    /// Inserts row objects of one shape; resolves like `writeMany`.
-    #[wasm_bindgen(js_name = insertMany)]
-    pub fn insert_many(&self, table: &JsValue, rows: &JsValue) -> Promise {
-        self.promise(op_from_js(kind::INSERT_MANY, table.as_string(), rows, &JsValue::UNDEFINED))
-    }
-
-    /// Runs `[{ sql, params }, ...]` in one transaction, all or nothing; resolves with
-    /// `{ results: [{ changes, lastRowid }], batch }`.
-    pub fn transaction(&self, statements: &JsValue) -> Promise {
-        self.promise(op_from_js(kind::TRANSACTION, None, statements, &JsValue::UNDEFINED))
-    }
-
-    fn promise(&self, op: Result<Option<Op>, WriteError>) -> Promise {
-        let store = self.store.clone();
-        future_to_promise(async move {
-            let acked = match op.map_err(|e| js(&e))? {
-                Some(op) => store.write_any(op).await.map_err(|e| js(&e))?,
-                None => NOTHING,
-            };
-            Ok(acked_to_js(&acked, false))
-        })
     }
 
     /// Accepts writes sent by the main thread: each item is `[id, target, payload, kind, extra]`
@@ -361,7 +307,7 @@ impl Database {
             breaker_opened: m.breaker_opened,
             last_error: m.last_error,
             journal_mode: m.journal_mode,
-            sqlite_version: m.sqlite_version,
+            engine: m.engine,
         };
         to_js(&out)
     }
@@ -542,7 +488,7 @@ fn push_settled(out: &Array, s: &Settled) {
     match &s.result {
         Ok(acked) => {
             out.push(&JsValue::TRUE);
-            out.push(&acked_to_js(acked, true));
+            out.push(&acked_to_js(acked));
         }
         Err(e) => {
             out.push(&JsValue::FALSE);
@@ -577,7 +523,7 @@ struct JsMetrics {
     breaker_opened: u64,
     last_error: Option<String>,
     journal_mode: String,
-    sqlite_version: String,
+    engine: String,
 }
 
 #[derive(Serialize)]
@@ -607,10 +553,4 @@ struct JsRun {
 struct JsJobStatus {
     holder: Option<JsHolder>,
     runs: Vec<JsRun>,
-}
-
-/// Converts one JavaScript parameter, for tests of the value rules.
-#[doc(hidden)]
-pub fn param_type(v: &JsValue) -> Result<sqlweir_core::Value, String> {
-    value_from_js(v)
 }

@@ -289,11 +289,11 @@ pub(crate) fn receipt_to_js(r: &Receipt) -> JsValue {
 }
 
 /// `{ committed, rejected: [{ index, error }], batch }`.
-pub(crate) fn many_to_js(m: &ManyOutcome, plain: bool) -> JsValue {
+pub(crate) fn many_to_js(m: &ManyOutcome) -> JsValue {
     let rejected: Array = m
         .rejected
         .iter()
-        .map(|(index, e)| object(&[("index", JsValue::from_f64(*index as f64)), ("error", error_to_js(e, plain))]))
+        .map(|(index, e)| object(&[("index", JsValue::from_f64(*index as f64)), ("error", error_to_js(e, true))]))
         .collect();
     object(&[
         ("committed", JsValue::from_f64(m.committed as f64)),
@@ -302,11 +302,11 @@ pub(crate) fn many_to_js(m: &ManyOutcome, plain: bool) -> JsValue {
     ])
 }
 
-/// An acked write as JavaScript sees it.
-pub(crate) fn acked_to_js(a: &Acked, plain: bool) -> JsValue {
+/// An acked write as JavaScript sees it, in plain objects that survive `postMessage`.
+pub(crate) fn acked_to_js(a: &Acked) -> JsValue {
     match a {
         Acked::One(r) => receipt_to_js(r),
-        Acked::Many(m) => many_to_js(m, plain),
+        Acked::Many(m) => many_to_js(m),
         Acked::Transaction(t) => transaction_to_js(t),
     }
 }

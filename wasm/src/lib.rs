@@ -43,7 +43,7 @@ mod options;
 mod sqlite;
 mod store;
 
-pub use api::{Database, param_type};
+pub use api::Database;
 #[cfg(feature = "bench")]
 pub use bench::bench_raw;
 pub use error::{CloseError, Coded, LockError, OpenError, QueryError, TxError};

@@ -8,16 +8,7 @@ use sqlweir_core::{RetryPolicy, WriterConfig};
 
 use crate::error::OpenError;
 
-/// What a write does when the queue is full.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum Backpressure {
-    /// The write's promise pends until there is room (default).
-    #[default]
-    Wait,
-    /// The write fails at once with `QueueFull`.
-    Fail,
-}
+pub use sqlweir_core::Backpressure;
 
 /// SQLite's `synchronous` setting: what an acknowledged write survives.
 ///

@@ -1,27 +1,28 @@
-//! The store inside the worker: the core's queue and writer driven on the worker's event loop.
+//! The store inside the worker: the browser driver of the core's pipeline.
 //!
 //! Everything runs on the worker's one thread. Accepting a write is synchronous; the writer is a
-//! task (`spawn_local`) that parks when the queue is empty, applies one batch at a time with the
-//! core's [`apply`], sleeps on timer promises for retry and breaker waits, and yields to the
-//! event loop between batches so new writes and queries are served. The `RefCell` around the
+//! task (`spawn_local`) that polls the pipeline, runs the batches it hands out on the
+//! connection, awaits a timer promise when told to sleep, parks when there is no work, and
+//! yields to the event loop between batches so new writes and queries are served. Every
+//! decision (batching, retry, breaker, flushes, metrics) is the core's. The `RefCell` around the
 //! state is never borrowed across an `.await`, and never while calling out to JavaScript.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
 use futures_channel::oneshot;
 use sqlweir_core::{
-    Backend, BackendError, BatchOutcome, ErrorClass, ErrorKind, Event, Health, JobLocks, JobOutcome, JobRun, JobStatus,
-    JobToken, ManyOutcome, MetricsSnapshot, PushError, Receipt, Step, Value, Write, WriteError, WriteQueue,
-    WriteResult, WriterState, apply,
+    Action, Backend, Body, BodyOutcome, ErrorClass, Health, JobLocks, JobOutcome, JobRun, JobStatus, JobToken, Level,
+    ManyOutcome, MetricsSnapshot, Pipeline, PushError, Receipt, Settled as Batch, Settlement, Value, Work, Write,
+    WriteError, WriteResult,
 };
 
 use crate::error::{CloseError, LockError, OpenError, QueryError, TxError};
 use crate::host;
 use crate::opfs;
-use crate::options::{Backpressure, Options};
+use crate::options::Options;
 use crate::sqlite::{QueryRows, SqliteBackend};
 
 /// Poll interval while waiting for a job lock held by someone else.
@@ -53,14 +54,6 @@ pub(crate) enum Op {
 }
 
 impl Op {
-    /// Parameter rows carried: its weight in the queue.
-    fn row_count(&self) -> usize {
-        match self {
-            Op::Write(w) => w.row_count(),
-            Op::Transaction(statements) => statements.len().max(1),
-        }
-    }
-
     /// The checks a write passes before it is accepted; a transaction's name the statement.
     fn check(&self) -> Result<(), TxError> {
         match self {
@@ -88,6 +81,8 @@ pub(crate) enum Ticket {
     Reply(oneshot::Sender<Result<Acked, TxError>>),
     /// A write sent by the main thread; its outcome goes out with its batch's report.
     Id(f64),
+    /// A flush: everything accepted before it has settled.
+    Flush(oneshot::Sender<()>),
 }
 
 /// One write's outcome, reported to the batch listener.
@@ -100,31 +95,58 @@ pub(crate) struct Settled {
 /// failed batch).
 pub(crate) type Listener = Rc<dyn Fn(Vec<Settled>)>;
 
-struct Pending {
-    op: Op,
-    ticket: Ticket,
+/// A statement-list transaction as the pipeline runs it: the statements, and what the last run
+/// produced (per statement results, or the statement that failed).
+pub(crate) struct Statements {
+    list: Vec<Write>,
+    results: Vec<(u64, i64)>,
+    error: Option<TxError>,
+}
+
+impl Body<SqliteBackend> for Statements {
+    fn run(&mut self, backend: &mut SqliteBackend) -> BodyOutcome {
+        self.results.clear();
+        self.error = None;
+        for (i, w) in self.list.iter().enumerate() {
+            let sqlweir_core::Rows::One(values) = &w.rows else {
+                unreachable!("transaction statements are built with Write::one")
+            };
+            let mut result = None;
+            backend.execute_many(&w.sql, w.names.as_deref(), &[values.as_slice()], &mut |_, r, _| {
+                result = Some(r);
+                false
+            });
+            match result.expect("execute_many reports its one row") {
+                Ok(a) => self.results.push((a.changes, a.last_rowid)),
+                Err(e) if e.class == ErrorClass::Rejected => {
+                    self.error = Some(in_statement(i, WriteError::Backend(e)));
+                    return BodyOutcome::Rejected;
+                }
+                Err(e) => return BodyOutcome::Failed(e),
+            }
+        }
+        BodyOutcome::Commit
+    }
 }
 
 struct Inner {
     name: String,
     backend: Option<SqliteBackend>,
-    queue: WriteQueue<Pending>,
-    /// Writes waiting for room in the queue (`Backpressure::Wait`), in order.
-    overflow: VecDeque<Pending>,
-    overflow_rows: usize,
-    backpressure: Backpressure,
-    writer: WriterState,
+    pipeline: Pipeline<Ticket, Statements>,
     locks: JobLocks,
     tokens: BTreeMap<u32, JobToken>,
     next_token: u32,
     /// Wakes the parked writer task.
     wake: Option<oneshot::Sender<()>>,
-    /// Writes accepted (queued or waiting for room), and writes settled, since open.
-    submitted: u64,
-    settled: u64,
-    flush_waiters: Vec<(u64, oneshot::Sender<()>)>,
     listener: Option<Listener>,
-    closing: bool,
+}
+
+impl Inner {
+    fn wake_writer(&mut self) {
+        if let Some(wake) = self.wake.take() {
+            let _ = wake.send(());
+        }
+    }
 }
 
 /// An open database in this worker: `Clone` is a handle to the same store.
@@ -165,20 +187,12 @@ impl Store {
         let inner = Rc::new(RefCell::new(Inner {
             name: name.to_owned(),
             backend: Some(backend),
-            queue: WriteQueue::new(options.queue_capacity),
-            overflow: VecDeque::new(),
-            overflow_rows: 0,
-            backpressure: options.backpressure,
-            writer: WriterState::new(config, seed),
+            pipeline: Pipeline::new(options.queue_capacity, options.backpressure, config, seed),
             locks: JobLocks::new(),
             tokens: BTreeMap::new(),
             next_token: 0,
             wake: None,
-            submitted: 0,
-            settled: 0,
-            flush_waiters: Vec::new(),
             listener: None,
-            closing: false,
         }));
         wasm_bindgen_futures::spawn_local(run_writer(Rc::clone(&inner)));
         Ok(Store { inner })
@@ -225,52 +239,27 @@ impl Store {
     /// `Backpressure::Fail`): a refused `Reply` ticket is answered at once, a refused `Id` ticket
     /// comes back settled for the caller to report.
     pub(crate) fn submit(&self, op: Op, ticket: Ticket) -> Result<(), Settled> {
-        let refuse = |ticket: Ticket, e: TxError| match ticket {
-            Ticket::Reply(tx) => {
-                // The caller awaits the receiver right after; it cannot be gone.
-                let _ = tx.send(Err(e));
-                Ok(())
-            }
-            Ticket::Id(id) => Err(Settled { id, result: Err(e) }),
-        };
         if let Err(e) = op.check() {
             return refuse(ticket, e);
         }
+        let work = match op {
+            Op::Write(w) => Work::Write(w),
+            Op::Transaction(list) => Work::Transaction(Statements { list, results: Vec::new(), error: None }),
+        };
         let mut s = self.inner.borrow_mut();
-        if s.closing {
-            return refuse(ticket, WriteError::Closed.into());
-        }
-        let rows = op.row_count();
-        let pending = Pending { op, ticket };
-        if s.overflow.is_empty() {
-            let now = host::now();
-            match s.queue.push(pending, rows, now) {
-                Ok(()) => {}
-                Err(PushError::Closed(p)) => return refuse(p.ticket, WriteError::Closed.into()),
-                Err(PushError::Full(p)) => match s.backpressure {
-                    Backpressure::Fail => {
-                        let capacity = s.queue.capacity();
-                        return refuse(p.ticket, WriteError::QueueFull { capacity }.into());
-                    }
-                    Backpressure::Wait => {
-                        s.overflow_rows += rows;
-                        s.overflow.push_back(p);
-                    }
-                },
+        match s.pipeline.push(work, ticket, host::now()) {
+            Ok(pushed) => {
+                if pushed.wake {
+                    s.wake_writer();
+                }
+                Ok(())
             }
-        } else if s.backpressure == Backpressure::Fail {
-            let capacity = s.queue.capacity();
-            return refuse(pending.ticket, WriteError::QueueFull { capacity }.into());
-        } else {
-            // Others already wait for room: queue behind them to keep acceptance order.
-            s.overflow_rows += rows;
-            s.overflow.push_back(pending);
+            Err(PushError::Closed((_, ticket))) => refuse(ticket, WriteError::Closed.into()),
+            Err(PushError::Full((_, ticket))) => {
+                let capacity = s.pipeline.capacity();
+                refuse(ticket, WriteError::QueueFull { capacity }.into())
+            }
         }
-        s.submitted += 1;
-        if let Some(wake) = s.wake.take() {
-            let _ = wake.send(());
-        }
-        Ok(())
     }
 
     /// Sets who receives the outcomes of main-thread writes, one call per settled batch.
@@ -290,16 +279,15 @@ impl Store {
 
     /// Resolves when every write accepted before the call has settled.
     pub async fn flush(&self) {
-        let rx = {
+        let (tx, rx) = oneshot::channel();
+        {
             let mut s = self.inner.borrow_mut();
-            let target = s.submitted;
-            if s.settled >= target {
-                return;
+            match s.pipeline.flush(Ticket::Flush(tx)) {
+                Ok(pushed) if pushed.wake => s.wake_writer(),
+                Ok(_) => {}
+                Err(_nothing_pending) => return,
             }
-            let (tx, rx) = oneshot::channel();
-            s.flush_waiters.push((target, tx));
-            rx
-        };
+        }
         // Dropped unanswered only if the writer task died; nothing is left to wait for then.
         let _ = rx.await;
     }
@@ -309,10 +297,8 @@ impl Store {
     pub async fn close(&self) -> Result<(), CloseError> {
         {
             let mut s = self.inner.borrow_mut();
-            s.closing = true;
-            s.queue.close();
-            if let Some(wake) = s.wake.take() {
-                let _ = wake.send(());
+            if s.pipeline.close() {
+                s.wake_writer();
             }
         }
         self.flush().await;
@@ -329,17 +315,15 @@ impl Store {
     /// Counters, latencies and facts about the database.
     pub fn metrics(&self) -> MetricsSnapshot {
         let s = self.inner.borrow();
-        let depth = s.queue.rows() + s.overflow_rows;
-        let mut m = s.writer.snapshot(depth, s.queue.capacity(), s.queue.accepted());
-        rusqlite::version().clone_into(&mut m.sqlite_version);
+        let mut m = s.pipeline.snapshot();
+        m.engine = format!("SQLite {}", rusqlite::version());
         m.journal_mode = s.backend.as_ref().map(|b| b.journal_mode().to_owned()).unwrap_or_default();
         m
     }
 
     /// Ok, degraded or failing, and why.
     pub fn health(&self) -> Health {
-        let s = self.inner.borrow();
-        s.writer.health(s.queue.rows() + s.overflow_rows, s.queue.capacity(), host::now())
+        self.inner.borrow().pipeline.health(host::now())
     }
 
     /// Takes the job lock `name` for `holder`. With `wait`, keeps trying that long; without, fails
@@ -349,7 +333,7 @@ impl Store {
         loop {
             let held = {
                 let mut s = self.inner.borrow_mut();
-                if s.closing {
+                if s.pipeline.is_closed() {
                     return Err(LockError::Closed);
                 }
                 match s.locks.try_acquire(name, holder, host::unix_ms()) {
@@ -394,276 +378,108 @@ impl Store {
     }
 }
 
-impl Inner {
-    /// Moves writes waiting for room into the queue, in order, while they fit.
-    fn admit_overflow(&mut self, now: std::time::Duration) {
-        while let Some(front) = self.overflow.front() {
-            let rows = front.op.row_count();
-            if !self.queue.has_room_for(rows) {
-                break;
-            }
-            let Some(p) = self.overflow.pop_front() else { break };
-            self.overflow_rows -= rows;
-            if let Err(PushError::Full(p) | PushError::Closed(p)) = self.queue.push(p, rows, now) {
-                // The queue refuses only when closed (room was just checked): close lets already
-                // accepted writes drain, so keep it at the front for the next round.
-                self.overflow_rows += rows;
-                self.overflow.push_front(p);
-                break;
-            }
+/// Answers a refused ticket: a `Reply` at once, an `Id` back to the caller to report.
+fn refuse(ticket: Ticket, e: TxError) -> Result<(), Settled> {
+    match ticket {
+        Ticket::Reply(tx) => {
+            // The caller awaits the receiver right after; it cannot be gone.
+            let _ = tx.send(Err(e));
+            Ok(())
         }
-    }
-
-    fn log_events(&mut self) {
-        for event in self.writer.drain_events() {
-            match event {
-                Event::Retry { batch, attempt, delay, error } => {
-                    host::warn(&format!("sqlweir: batch {batch} attempt {attempt} hit {error}; retrying in {delay:?}"));
-                }
-                Event::Breaker { transition, failures } => {
-                    host::warn(&format!("sqlweir: circuit breaker {transition:?} after {failures} failures"));
-                }
-                Event::Rejected { batch, error } => host::debug(&format!("sqlweir: batch {batch} rejected: {error}")),
-                Event::BatchFailed { batch, rows, error } => {
-                    host::warn(&format!("sqlweir: batch {batch} of {rows} rows failed: {error}"));
-                }
-                Event::SlowCommit { batch, rows, took } => {
-                    host::warn(&format!("sqlweir: batch {batch} of {rows} rows took {took:?} to commit"));
-                }
-            }
+        Ticket::Id(id) => Err(Settled { id, result: Err(e) }),
+        Ticket::Flush(tx) => {
+            let _ = tx.send(());
+            Ok(())
         }
     }
 }
 
-/// The writer task: one batch at a time until the store is closed and drained.
+/// The writer task: polls the pipeline until it is closed and drained.
 async fn run_writer(inner: Rc<RefCell<Inner>>) {
     loop {
-        let parked = {
-            let mut s = inner.borrow_mut();
-            s.admit_overflow(host::now());
-            if s.queue.is_empty() {
-                if s.closing && s.overflow.is_empty() {
-                    return;
+        let action = inner.borrow_mut().pipeline.poll(host::now());
+        log_events(&inner);
+        match action {
+            Action::Run(mut batch) => {
+                let settled = {
+                    let mut s = inner.borrow_mut();
+                    let s = &mut *s;
+                    let started = host::now();
+                    let attempted = match s.backend.as_mut() {
+                        Some(backend) => batch.attempt(backend),
+                        None => unreachable!("the connection closes only after the pipeline stopped"),
+                    };
+                    s.pipeline.finish(batch, attempted, started, host::now())
+                };
+                log_events(&inner);
+                if let Some(settled) = settled {
+                    settle(&inner, settled);
+                    // Let queued messages (new writes, queries) run before the next batch.
+                    if !inner.borrow().pipeline.is_idle() {
+                        host::yield_now().await;
+                    }
                 }
+            }
+            // A retry delay, the breaker's cooldown, or a batch lingering for more writes.
+            Action::Sleep(wait) | Action::Wait(Some(wait)) => host::sleep(wait).await,
+            Action::Wait(None) => {
                 let (tx, rx) = oneshot::channel();
-                s.wake = Some(tx);
-                Some(rx)
-            } else {
-                None
+                inner.borrow_mut().wake = Some(tx);
+                let _ = rx.await;
             }
-        };
-        if let Some(rx) = parked {
-            let _ = rx.await;
-            continue;
-        }
-        let linger = {
-            let s = inner.borrow();
-            let now = host::now();
-            s.writer.ready_at(s.queue.rows(), s.queue.oldest_accepted_at(), now).and_then(|at| at.checked_sub(now))
-        };
-        if let Some(wait) = linger.filter(|w| !w.is_zero()) {
-            host::sleep(wait).await;
-        }
-        run_batch(&inner).await;
-        let more = {
-            let s = inner.borrow();
-            !s.queue.is_empty() || !s.overflow.is_empty()
-        };
-        if more {
-            host::yield_now().await;
+            Action::Stopped => return,
         }
     }
 }
 
-/// Takes one batch (or one transaction, which runs alone), runs it through its attempts and
-/// settles its writes.
-async fn run_batch(inner: &Rc<RefCell<Inner>>) {
-    let (ops, tickets, mut run) = {
-        let mut s = inner.borrow_mut();
-        let limit = s.writer.batch_limit();
-        let taken = s.queue.take_until(limit, |p| matches!(p.op, Op::Transaction(_)));
-        let rows = taken.iter().map(|q| q.rows).sum();
-        let left = s.queue.rows() + s.overflow_rows;
-        let run = s.writer.start_batch(rows, left);
-        let mut ops = Vec::with_capacity(taken.len());
-        let mut tickets = Vec::with_capacity(taken.len());
-        for q in taken {
-            ops.push(q.item.op);
-            tickets.push((q.item.ticket, q.accepted_at));
-        }
-        (ops, tickets, run)
-    };
-    if ops.is_empty() {
-        return;
-    }
-    if let [Op::Transaction(statements)] = ops.as_slice() {
-        let results = vec![run_transaction(inner, statements, &mut run).await];
-        settle(inner, tickets, results);
-        return;
-    }
-    let writes: Vec<&Write> = ops
-        .iter()
-        .filter_map(|op| match op {
-            Op::Write(w) => Some(w),
-            Op::Transaction(_) => None,
-        })
-        .collect();
-    let step = loop {
-        let gate = inner.borrow_mut().writer.gate(host::now());
-        if let Some(wait) = gate {
-            host::sleep(wait).await;
-            continue;
-        }
-        let step = {
-            let mut s = inner.borrow_mut();
-            let started = host::now();
-            let outcome = match s.backend.as_mut() {
-                Some(backend) => apply(backend, &writes),
-                None => closed_under_writer(),
-            };
-            let step = s.writer.finish_attempt(&mut run, outcome, started, host::now());
-            s.log_events();
-            step
-        };
-        match step {
-            Step::RetryAfter(wait) => host::sleep(wait).await,
-            other => break other,
-        }
-    };
-    let batch = run.id;
-    let results: Vec<Result<Acked, TxError>> = match step {
-        Step::Resolve(results) => results.into_iter().map(|r| acked(r, batch)).collect(),
-        Step::Fail(e) => writes.iter().map(|_| Err(TxError::Write(e.clone()))).collect(),
-        Step::RetryAfter(_) => unreachable!("retries are handled by the attempt loop"),
-    };
-    settle(inner, tickets, results);
-}
-
-fn closed_under_writer() -> BatchOutcome {
-    BatchOutcome::Failed(BackendError::new(
-        ErrorKind::Io,
-        ErrorClass::Fatal,
-        None,
-        "the connection was closed under the writer",
-    ))
-}
-
-/// What one attempt of a transaction came to.
-enum TxAttempt {
-    /// Committed, or hit the database as a whole: the writer's policy decides.
-    Outcome(BatchOutcome),
-    /// A statement was rejected: rolled back, the owner gets its error.
-    Rejected(TxError),
-}
-
-/// Runs a transaction's statements under the same retry policy and breaker as batches.
-async fn run_transaction(
-    inner: &Rc<RefCell<Inner>>,
-    statements: &[Write],
-    run: &mut sqlweir_core::BatchRun,
-) -> Result<Acked, TxError> {
-    loop {
-        let gate = inner.borrow_mut().writer.gate(host::now());
-        if let Some(wait) = gate {
-            host::sleep(wait).await;
-            continue;
-        }
-        let step = {
-            let mut s = inner.borrow_mut();
-            let started = host::now();
-            let attempt = match s.backend.as_mut() {
-                Some(backend) => attempt_transaction(backend, statements),
-                None => TxAttempt::Outcome(closed_under_writer()),
-            };
-            let outcome = match attempt {
-                TxAttempt::Outcome(outcome) => outcome,
-                // Rolled back by the owner's own statement: not the database's trouble, so
-                // neither a retry nor a breaker failure (as natively).
-                TxAttempt::Rejected(e) => {
-                    s.writer.record_rejected(statements.len() as u64);
-                    return Err(e);
-                }
-            };
-            let step = s.writer.finish_attempt(run, outcome, started, host::now());
-            s.log_events();
-            step
-        };
-        match step {
-            Step::RetryAfter(wait) => host::sleep(wait).await,
-            Step::Resolve(results) => {
-                let results = results
-                    .into_iter()
-                    .map(|r| match r {
-                        WriteResult::One(Ok(a)) => (a.changes, a.last_rowid),
-                        _ => (0, 0),
-                    })
-                    .collect();
-                return Ok(Acked::Transaction(TxOutcome { results, batch: run.id }));
-            }
-            Step::Fail(e) => return Err(TxError::Write(e)),
-        }
-    }
-}
-
-/// One attempt: `BEGIN IMMEDIATE`, every statement, `COMMIT`; any failure rolls back.
-fn attempt_transaction(backend: &mut SqliteBackend, statements: &[Write]) -> TxAttempt {
-    let abandon = |backend: &mut SqliteBackend, e: BackendError| {
-        let _ = backend.rollback();
-        TxAttempt::Outcome(if e.class == ErrorClass::Transient {
-            BatchOutcome::Transient(e)
-        } else {
-            BatchOutcome::Failed(e)
-        })
-    };
-    if let Err(e) = backend.begin() {
-        return abandon(backend, e);
-    }
-    let mut results = Vec::with_capacity(statements.len());
-    for (i, w) in statements.iter().enumerate() {
-        let sqlweir_core::Rows::One(params) = &w.rows else {
-            unreachable!("transaction statements are built with Write::one")
-        };
-        match backend.execute(&w.sql, params) {
-            Ok(a) => results.push(WriteResult::One(Ok(a))),
-            Err(e) if e.class == ErrorClass::Rejected => {
-                let _ = backend.rollback();
-                return TxAttempt::Rejected(in_statement(i, WriteError::Backend(e)));
-            }
-            Err(e) => return abandon(backend, e),
-        }
-    }
-    match backend.commit() {
-        Ok(()) => TxAttempt::Outcome(BatchOutcome::Committed { results, replays: 0 }),
-        Err(e) => abandon(backend, e),
-    }
-}
-
-/// Hands each write its result: Rust futures directly, main-thread writes in one report.
-fn settle(inner: &Rc<RefCell<Inner>>, tickets: Vec<(Ticket, Duration)>, results: Vec<Result<Acked, TxError>>) {
+/// Hands each entry its result: Rust futures directly, main-thread writes in one report.
+fn settle(inner: &Rc<RefCell<Inner>>, settled: Batch<Ticket, Statements>) {
+    let batch = settled.batch;
     let mut reports = Vec::new();
-    let (listener, done) = {
-        let mut s = inner.borrow_mut();
-        let now = host::now();
-        let count = tickets.len() as u64;
-        for ((ticket, accepted_at), result) in tickets.into_iter().zip(results) {
-            s.writer.record_ack(accepted_at, now);
-            match ticket {
-                // The receiver is gone only if its future was dropped: nobody is left to tell.
-                Ticket::Reply(tx) => drop(tx.send(result)),
-                Ticket::Id(id) => reports.push(Settled { id, result }),
+    for entry in settled.entries {
+        let result = match (entry.work, entry.outcome) {
+            (_, Settlement::Failed(e)) => Err(TxError::Write(e)),
+            (Work::Write(_), Settlement::Write(r)) => acked(r, batch),
+            (Work::Transaction(tx), Settlement::Committed) => {
+                Ok(Acked::Transaction(TxOutcome { results: tx.results, batch }))
             }
+            (Work::Transaction(tx), Settlement::Rejected) => {
+                Err(tx.error.unwrap_or(TxError::Write(WriteError::Closed)))
+            }
+            (work, outcome) => {
+                unreachable!(
+                    "{} settled as {outcome:?}",
+                    if matches!(work, Work::Write(_)) { "a write" } else { "a transaction" }
+                )
+            }
+        };
+        match entry.ticket {
+            // The receiver is gone only if its future was dropped: nobody is left to tell.
+            Ticket::Reply(tx) => drop(tx.send(result)),
+            Ticket::Id(id) => reports.push(Settled { id, result }),
+            Ticket::Flush(_) => unreachable!("a flush is not an entry"),
         }
-        s.settled += count;
-        let settled = s.settled;
-        let (done, waiting): (Vec<_>, Vec<_>) = s.flush_waiters.drain(..).partition(|(target, _)| *target <= settled);
-        s.flush_waiters = waiting;
-        (s.listener.clone(), done)
-    };
-    for (_, tx) in done {
-        let _ = tx.send(());
     }
+    for flush in settled.flushed {
+        if let Ticket::Flush(tx) = flush {
+            let _ = tx.send(());
+        }
+    }
+    let listener = inner.borrow().listener.clone();
     if let (Some(listener), false) = (listener, reports.is_empty()) {
         listener(reports);
+    }
+}
+
+/// The core's log events on the console, at the level the core gives them.
+fn log_events(inner: &Rc<RefCell<Inner>>) {
+    let events: Vec<_> = inner.borrow_mut().pipeline.drain_events().collect();
+    for e in events {
+        let line = format!("sqlweir: {e}");
+        match e.level() {
+            Level::Debug | Level::Info => host::debug(&line),
+            Level::Warn | Level::Error => host::warn(&line),
+        }
     }
 }
 

@@ -216,7 +216,7 @@ test("metrics, health and job locks answer from the worker", async () => {
   assert.deepEqual(result.health, { status: "ok", reason: null });
   assert.equal(result.metrics.queueDepth, 0);
   assert.equal(result.metrics.journalMode, "delete");
-  assert.match(result.metrics.sqliteVersion, /^3\.\d+\.\d+$/);
+  assert.match(result.metrics.engine, /^SQLite 3\.\d+\.\d+$/);
   assert.deepEqual(result.busy, ["InProgress", "tab"]);
   assert.equal(result.status.holder, null);
   assert.deepEqual(result.status.runs.map((r) => [r.holder, r.failure]), [["tab", null]]);

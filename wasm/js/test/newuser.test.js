@@ -210,7 +210,7 @@ test("a rejected write prints nothing by default; a logger given to open receive
   assert.equal(lines.n, 1);
   assert.equal(lines.lines.length, 1, JSON.stringify(lines.lines));
   assert.equal(lines.lines[0][0], "debug");
-  assert.match(lines.lines[0][1], /^sqlweir: batch \d+ rejected: .*UNIQUE constraint failed: items\.label/);
+  assert.match(lines.lines[0][1], /^sqlweir: a write of batch \d+ was rejected: .*UNIQUE constraint failed: items\.label/);
   await page.waitForTimeout(200);
   assert.deepEqual(printed, []);
 });
