@@ -7,9 +7,9 @@
 //
 // --pkg is a wasm-bindgen output of sqlweir-wasm built with the cargo feature `bench`
 // (scripts/bench-browser builds it). The page is served from a staged copy of the package
-// (index.js, worker.js) whose worker also answers the raw baselines; the package's own pkg/
-// is only measured for its gzipped size. --smoke: tiny counts, checks that every case ran and
-// every row landed; its ratios mean nothing.
+// (index.js and its modules, worker.js) whose worker also answers the raw baselines; the
+// package's own pkg/ is only measured for its gzipped size. --smoke: tiny counts, checks that
+// every case ran and every row landed; its ratios mean nothing.
 
 import { execFileSync } from "node:child_process";
 import { cp, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
@@ -23,6 +23,8 @@ import { serve } from "../test/server.js";
 const HERE = dirname(fileURLToPath(import.meta.url));
 const PACKAGE = dirname(HERE);
 const REPO = resolve(PACKAGE, "../..");
+/** The package's own modules as package.json's `files` ships them: index.js, its imports, worker.js. */
+const MODULES = JSON.parse(await readFile(join(PACKAGE, "package.json"), "utf8")).files.filter((f) => f.endsWith(".js") && !f.includes("/"));
 
 function parseArgs(argv) {
   const a = { rows: 100_000, naiveRows: 2_000, rounds: 3, journals: ["delete", "wal"], synchronous: "normal", smoke: false, out: null, pkg: null };
@@ -53,8 +55,8 @@ function parseArgs(argv) {
 
 async function stage(pkg) {
   const site = await mkdtemp(join(tmpdir(), "sqlweir-bench-site-"));
-  await cp(join(PACKAGE, "index.js"), join(site, "index.js"));
-  await cp(join(PACKAGE, "worker.js"), join(site, "package-worker.js"));
+  // The package's worker.js as package-worker.js, which the benchmark's own worker.js imports.
+  for (const f of MODULES) await cp(join(PACKAGE, f), join(site, f === "worker.js" ? "package-worker.js" : f));
   await cp(join(HERE, "worker.js"), join(site, "worker.js"));
   await mkdir(join(site, "bench"));
   for (const f of ["bench.html", "bench.js"]) await cp(join(HERE, f), join(site, "bench", f));
@@ -74,7 +76,9 @@ async function packageSize() {
   };
   try {
     const wasm = await readFile(join(pkg, "sqlweir_wasm_bg.wasm"));
-    const js = [await readFile(join(PACKAGE, "index.js")), await readFile(join(PACKAGE, "worker.js")), await readFile(join(pkg, "sqlweir_wasm.js"))];
+    const js = [];
+    for (const f of MODULES) js.push(await readFile(join(PACKAGE, f)));
+    js.push(await readFile(join(pkg, "sqlweir_wasm.js")));
     for (const d of await readdir(join(pkg, "snippets"), { recursive: true, withFileTypes: true })) {
       if (d.isFile() && d.name.endsWith(".js")) js.push(await readFile(join(d.parentPath ?? d.path, d.name)));
     }

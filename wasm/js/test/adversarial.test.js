@@ -2,15 +2,11 @@
 // (the items marked JS of the ten-inputs issue), on the built package in real headless
 // Chromium with real OPFS. Each case opens with its story and counts what is in the database.
 
-import { after, before, test } from "node:test";
+import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import { dirname } from "node:path";
-import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
-import { closeChromium, launchChromium } from "./chromium.js";
-import { serve } from "./server.js";
+import { chromiumHooks } from "./chromium.js";
 
-const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 // Not the port of the other test files, so they can run at once.
 const PORT = Number(process.env.SQLWEIR_ADVERSARIAL_PORT ?? 47_817);
 const PAGE = `http://127.0.0.1:${PORT}/test/page.html`;
@@ -23,38 +19,29 @@ const MIGRATIONS = [
   "INSERT INTO t(x, qty) VALUES (100, 1)",
 ];
 
-let server;
-let profile;
-let context;
-let page;
-const pageErrors = [];
-
-before(async () => {
-  server = await serve(ROOT, PORT);
-  ({ context, profile } = await launchChromium(chromium));
-  page = context.pages()[0] ?? (await context.newPage());
-  page.on("pageerror", (e) => pageErrors.push(e));
-  await page.goto(PAGE);
-  await page.evaluate(async (migrations) => {
-    const { open } = await import("sqlweir");
-    window.db = await open("adversarial.db", { migrations });
-    // Settles a promise to [ok, value-or-code] without throwing.
-    window.settle = (p) => p.then((v) => ["ok", v], (e) => ["err", e.code, e.message]);
-  }, MIGRATIONS);
+const browser = chromiumHooks(chromium, {
+  port: PORT,
+  url: PAGE,
+  setup: ({ page }) =>
+    page.evaluate(async (migrations) => {
+      const { open } = await import("sqlweir");
+      window.db = await open("adversarial.db", { migrations });
+      // Settles a promise to [ok, value-or-code] without throwing.
+      window.settle = (p) => p.then((v) => ["ok", v], (e) => ["err", e.code, e.message]);
+    }, MIGRATIONS),
+  beforeClose: (page) => page.evaluate(() => window.db?.close()).catch(() => {}),
 });
 
-after(async () => {
-  await page?.evaluate(() => window.db?.close()).catch(() => {});
-  await closeChromium(context, profile);
-  await new Promise((resolve) => (server ? server.close(resolve) : resolve()));
-  assert.deepEqual(pageErrors, []);
+// Registered after chromiumHooks: runs once the browser has closed.
+after(() => {
+  assert.deepEqual(browser.pageErrors, []);
 });
 
 test("a pragma after a leading semicolon or in a statement's tail changes nothing", async () => {
   // `write("; PRAGMA query_only = 1")` was refused, yet every later write failed ReadOnly;
   // `write("INSERT ...; PRAGMA ignore_check_constraints = 1")` was refused, then a CHECK
   // violation committed.
-  const r = await page.evaluate(async () => {
+  const r = await browser.page.evaluate(async () => {
     const db = window.db;
     const refused = await Promise.all(
       [
@@ -76,13 +63,13 @@ test("a pragma after a leading semicolon or in a statement's tail changes nothin
   assert.equal(r.readPragma, "InvalidInput", "a query cannot set a pragma either");
   assert.equal(r.begin, "InvalidInput", "nor open a transaction");
   assert.deepEqual(r.rows, [{ x: 3 }]);
-  await page.evaluate(() => window.db.write("DELETE FROM t WHERE x < 100"));
+  await browser.page.evaluate(() => window.db.write("DELETE FROM t WHERE x < 100"));
 });
 
 test("empty statements are rejected alone and the good writes of their batch commit", async () => {
   // `write("")`, blanks, a comment, a `;`, a leading NUL or `writeMany("", rows)` got Io, and
   // every good write of its batch failed with it (10 empty writes among 8 producers failed 60).
-  const r = await page.evaluate(async () => {
+  const r = await browser.page.evaluate(async () => {
     const db = window.db;
     const bad = ["", "   ", "-- c", "/* c */", ";", "\0INSERT INTO t(x, qty) VALUES (99, 1)"];
     const all = [];
@@ -105,7 +92,7 @@ test("empty statements are rejected alone and the good writes of their batch com
 
 test("a write with RETURNING is applied once and its receipt carries the rows", async () => {
   // `write("INSERT ... RETURNING id")` was rejected with InvalidInput, and the row committed.
-  const r = await page.evaluate(async () => {
+  const r = await browser.page.evaluate(async () => {
     const db = window.db;
     const [a, b] = await Promise.all([
       db.write("INSERT INTO t(x, qty) VALUES (?, 5) RETURNING id, x, qty * 2 AS double", [400]),
@@ -126,7 +113,7 @@ test("a write with RETURNING is applied once and its receipt carries the rows", 
 test("a statement that fails under FAIL conflict resolution leaves nothing behind", async () => {
   // INSERT OR FAIL of two rows whose second conflicts, and a trigger's RAISE(FAIL) on the
   // third row, were rejected with Constraint while their earlier rows stayed committed.
-  const r = await page.evaluate(async () => {
+  const r = await browser.page.evaluate(async () => {
     const db = window.db;
     const settled = await Promise.all([
       window.settle(db.write("INSERT INTO t(x, qty) VALUES (500, 1)")),
@@ -145,7 +132,7 @@ test("a statement that fails under FAIL conflict resolution leaves nothing behin
 
 test("named parameters bind from an object and a missing or extra name is refused alone", async () => {
   // Every peer takes `db.write(sql, { id: 1 })`; sqlweir took arrays only.
-  const r = await page.evaluate(async () => {
+  const r = await browser.page.evaluate(async () => {
     const db = window.db;
     const sql = "INSERT INTO t(x, qty) VALUES (:x, @qty)";
     const settled = await Promise.all([

@@ -2,38 +2,20 @@
 // page in real headless Chromium, running its dedicated worker on OPFS. Needs `pkg/` built
 // (scripts/test-browser does it) and Debian's chromium.
 
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
-import { closeChromium, launchChromium } from "./chromium.js";
-import { serve } from "./server.js";
+import { chromiumHooks } from "./chromium.js";
 
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 // Fixed: the OPFS origin includes the port, and the reload test must come back to it.
 const PORT = Number(process.env.SQLWEIR_TEST_PORT ?? 47_813);
 const PAGE = `http://127.0.0.1:${PORT}/test/page.html`;
 
-let server;
-let profile;
-let context;
-let page;
-const pageErrors = [];
-
-before(async () => {
-  server = await serve(ROOT, PORT);
-  ({ context, profile } = await launchChromium(chromium));
-  page = context.pages()[0] ?? (await context.newPage());
-  page.on("pageerror", (e) => pageErrors.push(e));
-  await page.goto(PAGE);
-});
-
-after(async () => {
-  await closeChromium(context, profile);
-  await new Promise((resolve) => (server ? server.close(resolve) : resolve()));
-});
+const browser = chromiumHooks(chromium, { port: PORT, url: PAGE });
 
 const ITEMS = ["CREATE TABLE items(n INTEGER PRIMARY KEY, label TEXT NOT NULL UNIQUE, data BLOB)"];
 
@@ -43,15 +25,15 @@ test("the README quick start runs as written", async () => {
   assert.ok(code, "README has a js quick start");
   const logs = [];
   const onConsole = (m) => logs.push(m.text());
-  page.on("console", onConsole);
-  await page.addScriptTag({ type: "module", content: `${code}\nwindow.quickstartDone = true;` });
-  await page.waitForFunction(() => window.quickstartDone === true || null, null, { timeout: 60_000 });
-  page.off("console", onConsole);
-  assert.deepEqual(pageErrors, []);
+  browser.page.on("console", onConsole);
+  await browser.page.addScriptTag({ type: "module", content: `${code}\nwindow.quickstartDone = true;` });
+  await browser.page.waitForFunction(() => window.quickstartDone === true || null, null, { timeout: 60_000 });
+  browser.page.off("console", onConsole);
+  assert.deepEqual(browser.pageErrors, []);
   assert.ok(logs.includes("Constraint 1555"), `logs: ${logs.join(" | ")}`);
   // Reopening takes the same migrations: a database ahead of the migrations given is refused.
   const migrations = [code.match(/"(CREATE TABLE events[^"]*)"/)?.[1]];
-  const rows = await page.evaluate(async (migrations) => {
+  const rows = await browser.page.evaluate(async (migrations) => {
     const { open } = await import("sqlweir");
     const db = await open("quickstart.db", { migrations });
     const rows = await db.query("SELECT source, payload FROM events ORDER BY id");
@@ -62,7 +44,7 @@ test("the README quick start runs as written", async () => {
 });
 
 test("10,000 parallel writes commit in batches and read back", async () => {
-  const result = await page.evaluate(async (migrations) => {
+  const result = await browser.page.evaluate(async (migrations) => {
     const { open } = await import("sqlweir");
     const db = await open("bulk.db", { migrations });
     const writes = [];
@@ -97,7 +79,7 @@ test("10,000 parallel writes commit in batches and read back", async () => {
 });
 
 test("a constraint violation rejects that write alone with a code", async () => {
-  const result = await page.evaluate(async () => {
+  const result = await browser.page.evaluate(async () => {
     const db = window.bulk;
     const outcomes = await Promise.allSettled([
       db.write("INSERT INTO items(n, label) VALUES (?, ?)", [20_000, "fresh a"]),
@@ -133,7 +115,7 @@ test("a constraint violation rejects that write alone with a code", async () => 
 });
 
 test("values of other types are rejected with InvalidInput, never coerced", async () => {
-  const result = await page.evaluate(async () => {
+  const result = await browser.page.evaluate(async () => {
     const db = window.bulk;
     const sql = "INSERT INTO items(n, label) VALUES (?, ?)";
     const bad = [
@@ -164,7 +146,7 @@ test("values of other types are rejected with InvalidInput, never coerced", asyn
 });
 
 test("accepted types round-trip: bigint beyond 2^53, booleans, reals, blobs, null", async () => {
-  const result = await page.evaluate(async () => {
+  const result = await browser.page.evaluate(async () => {
     const db = window.bulk;
     const big = 2n ** 62n + 1n;
     await db.write("INSERT INTO items(n, label, data) VALUES (?, ?, ?)", [big, "big", new Uint8Array([1, 2, 255])]);
@@ -186,7 +168,7 @@ test("accepted types round-trip: bigint beyond 2^53, booleans, reals, blobs, nul
 });
 
 test("strings of one tick keep their text: empty, non-ASCII, emoji, lone and split surrogates", async () => {
-  const result = await page.evaluate(async () => {
+  const result = await browser.page.evaluate(async () => {
     const db = window.bulk;
     const texts = ["", "plain", "grüße", "", "日本語", "😀 emoji", "a\ud800", "\udc00b", "x\ud83d", "\ude00y", "tail"];
     const ids = texts.map((_, i) => 70_000 + i);
@@ -202,7 +184,7 @@ test("strings of one tick keep their text: empty, non-ASCII, emoji, lone and spl
 });
 
 test("metrics, health and job locks answer from the worker", async () => {
-  const result = await page.evaluate(async () => {
+  const result = await browser.page.evaluate(async () => {
     const db = window.bulk;
     await db.flush();
     const health = await db.health();
@@ -223,8 +205,8 @@ test("metrics, health and job locks answer from the worker", async () => {
 });
 
 test("data persists across a page reload", async () => {
-  await page.reload();
-  const result = await page.evaluate(async (migrations) => {
+  await browser.page.reload();
+  const result = await browser.page.evaluate(async (migrations) => {
     const { open } = await import("sqlweir");
     const db = await open("bulk.db", { migrations });
     const [totals] = await db.query("SELECT count(*) AS count, sum(n) AS sum FROM items WHERE n < 10000");
@@ -237,7 +219,7 @@ test("data persists across a page reload", async () => {
 });
 
 test("a second open of an open database in the same page is refused, never a second writer", async () => {
-  const result = await page.evaluate(async () => {
+  const result = await browser.page.evaluate(async () => {
     const { open } = await import("sqlweir");
     const first = await open("twice.db", { migrations: ["CREATE TABLE t(x)"] });
     const second = await open("twice.db").catch((e) => e);
@@ -252,7 +234,7 @@ test("a second open of an open database in the same page is refused, never a sec
 });
 
 test("close refuses later calls and a reopen finds the data", async () => {
-  const result = await page.evaluate(async (migrations) => {
+  const result = await browser.page.evaluate(async (migrations) => {
     const { open } = await import("sqlweir");
     const db = window.bulk;
     const last = db.write("INSERT INTO items(n, label) VALUES (?, ?)", [60_000, "just before close"]);
@@ -271,5 +253,5 @@ test("close refuses later calls and a reopen finds the data", async () => {
   assert.equal(result.queryAfter, "Closed");
   assert.deepEqual(result.rows, [{ label: "just before close" }]);
   assert.equal(result.count, 10_000);
-  assert.deepEqual(pageErrors, []);
+  assert.deepEqual(browser.pageErrors, []);
 });

@@ -5,7 +5,7 @@
 // from the package's own directory. Needs `pkg/` built (scripts/test-browser does it) and
 // Debian's chromium.
 
-import { after, before, test } from "node:test";
+import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { cp, mkdir, mkdtemp, readFile, readdir, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -14,8 +14,7 @@ import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
 import { build as viteBuild } from "vite";
 import { chromium } from "playwright-core";
-import { closeChromium, launchChromium } from "./chromium.js";
-import { serve } from "./server.js";
+import { chromiumHooks } from "./chromium.js";
 
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 // Fixed: the OPFS origin includes the port, and the reopen must come back to the same origin.
@@ -70,11 +69,6 @@ const PAGE = (src) => `<!doctype html>
 `;
 
 let work;
-let server;
-let profile;
-let context;
-let page;
-const pageErrors = [];
 const failed = [];
 
 /** The esbuild app in `work/esbuild`, output in `dist`: the bundle, the worker and pkg/ next to it. */
@@ -107,7 +101,8 @@ async function buildWithVite(dir) {
   return join(dir, "dist");
 }
 
-before(async () => {
+/** Builds both apps in a fresh `work` directory; returns the mounts of their outputs. */
+async function buildApps() {
   work = await mkdtemp(join(tmpdir(), "sqlweir-bundler-"));
   const dist = {};
   for (const [name, buildApp] of [["esbuild", buildWithEsbuild], ["vite", buildWithVite]]) {
@@ -118,23 +113,26 @@ before(async () => {
     dist[name] = await buildApp(dir);
   }
   // Only the build outputs are served; one origin, so one port.
-  server = await serve({ "/esbuild/": dist.esbuild, "/vite/": dist.vite }, PORT);
-  ({ context, profile } = await launchChromium(chromium));
-  page = context.pages()[0] ?? (await context.newPage());
-  page.on("pageerror", (e) => pageErrors.push(e));
-  context.on("requestfailed", (r) => failed.push(`${r.url()} ${r.failure()?.errorText}`));
-  context.on("response", (r) => r.status() >= 400 && !r.url().endsWith("/favicon.ico") && failed.push(`${r.url()} ${r.status()}`));
+  return { "/esbuild/": dist.esbuild, "/vite/": dist.vite };
+}
+
+const browser = chromiumHooks(chromium, {
+  port: PORT,
+  root: buildApps,
+  setup: ({ context }) => {
+    context.on("requestfailed", (r) => failed.push(`${r.url()} ${r.failure()?.errorText}`));
+    context.on("response", (r) => r.status() >= 400 && !r.url().endsWith("/favicon.ico") && failed.push(`${r.url()} ${r.status()}`));
+  },
 });
 
+// Registered after chromiumHooks: runs once the browser and the server have closed.
 after(async () => {
-  await closeChromium(context, profile);
-  await new Promise((resolve) => (server ? server.close(resolve) : resolve()));
   if (work) await rm(work, { recursive: true, force: true });
 });
 
 async function load(app) {
-  await page.goto(`http://127.0.0.1:${PORT}/${app}/`);
-  await page.waitForFunction(() => window.appReady === true || null, null, { timeout: 30_000 });
+  await browser.page.goto(`http://127.0.0.1:${PORT}/${app}/`);
+  await browser.page.waitForFunction(() => window.appReady === true || null, null, { timeout: 30_000 });
 }
 
 test("esbuild bundles the package into the app as one ES module", async () => {
@@ -159,7 +157,7 @@ const COUNT = 2_000;
 for (const app of ["esbuild", "vite"]) {
   test(`${app}: the bundled app opens a database, writes in parallel and queries the rows back`, async () => {
     await load(app);
-    const result = await page.evaluate((count) => window.app.fill(count), COUNT);
+    const result = await browser.page.evaluate((count) => window.app.fill(count), COUNT);
     assert.equal(result.changes, COUNT);
     assert.ok(result.batches < COUNT, `writes of one tick share batches (${result.batches} batches)`);
     assert.deepEqual(result.constraint, ["SqlweirError", "Constraint"]);
@@ -168,17 +166,17 @@ for (const app of ["esbuild", "vite"]) {
       { id: 1, title: "note 0", body: [0, 7] },
       { id: COUNT, title: `note ${COUNT - 1}`, body: [(COUNT - 1) % 256, 7] },
     ]);
-    assert.deepEqual(pageErrors, []);
+    assert.deepEqual(browser.pageErrors, []);
     assert.deepEqual(failed, []);
   });
 
   test(`${app}: the rows are still there after a reload of the bundled page`, async () => {
     await load(app);
-    const titles = await page.evaluate(() => window.app.reopen());
+    const titles = await browser.page.evaluate(() => window.app.reopen());
     assert.equal(titles.length, COUNT);
     assert.deepEqual(titles.slice(0, 3), ["note 0", "note 1", "note 2"]);
     assert.equal(titles.at(-1), `note ${COUNT - 1}`);
-    assert.deepEqual(pageErrors, []);
+    assert.deepEqual(browser.pageErrors, []);
     assert.deepEqual(failed, []);
   });
 }

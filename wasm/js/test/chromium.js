@@ -1,6 +1,7 @@
 // Debian's Chromium as every browser test here starts it: headless; `--no-sandbox` because CI
 // runs as root; the networking flags because without them Chromium stalls on this machine's
-// refused connections. Shared by the package's tests and the demo page's.
+// refused connections. Shared by the package's tests and the demo page's; `chromiumHooks` is the
+// package tests' whole setup.
 
 /** The browser binary (Debian's `chromium`; override with CHROMIUM). */
 export const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
@@ -18,7 +19,13 @@ export const CHROMIUM_ARGS = [
 
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { after, before } from "node:test";
+import { fileURLToPath } from "node:url";
+import { serve } from "./server.js";
+
+/** The package's directory (wasm/js), which the browser tests serve. */
+const PACKAGE = dirname(dirname(fileURLToPath(import.meta.url)));
 
 /**
  * Launches Chromium on a fresh, empty profile (OPFS starts empty) with the caller's
@@ -40,4 +47,35 @@ export async function launchChromium(chromium, options = {}) {
 export async function closeChromium(context, profile) {
   await context?.close();
   if (profile) await rm(profile, { recursive: true, force: true });
+}
+
+/**
+ * The setup every browser test file shares, as node:test hooks registered by this call. Before
+ * the file's tests: serves `root` on 127.0.0.1:`port` (what `serve` takes, the package's
+ * directory by default; or a function, awaited then, that returns it), launches Chromium on a
+ * fresh profile (`launch`: more launch options), takes its first tab as `page`, collects that
+ * tab's uncaught errors in `pageErrors`, opens `url` in it if given, and awaits `setup(session)`.
+ * After them: awaits `beforeClose(page)`, closes Chromium, then the server. Returns the session,
+ * `{ server, context, page, pageErrors }`, filled in by the `before` hook.
+ *
+ * What a file adds before its tests goes in `root` and `setup`, not in a `before` hook of its
+ * own: Node 20 runs a file's top-level `before` hooks at once, not one after the other. Its
+ * `after` hooks run in turn, in the order registered.
+ */
+export function chromiumHooks(chromium, { port, root = PACKAGE, url, launch, setup, beforeClose } = {}) {
+  const session = { server: null, context: null, profile: null, page: null, pageErrors: [] };
+  before(async () => {
+    session.server = await serve(typeof root === "function" ? await root() : root, port);
+    ({ context: session.context, profile: session.profile } = await launchChromium(chromium, launch));
+    session.page = session.context.pages()[0] ?? (await session.context.newPage());
+    session.page.on("pageerror", (e) => session.pageErrors.push(e));
+    if (url) await session.page.goto(url);
+    await setup?.(session);
+  });
+  after(async () => {
+    if (session.page && beforeClose) await beforeClose(session.page);
+    await closeChromium(session.context, session.profile);
+    await new Promise((resolve) => (session.server ? session.server.close(resolve) : resolve()));
+  });
+  return session;
 }

@@ -3,15 +3,11 @@
 // others forward to it. Closing the leader page mid-stream makes a follower lead, and every write
 // ends acked exactly once. Asserts counts and contents, never timing. See docs/multitab.md.
 
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { dirname } from "node:path";
-import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
-import { closeChromium, launchChromium } from "./chromium.js";
-import { serve } from "./server.js";
+import { chromiumHooks } from "./chromium.js";
 
-const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 // Fixed (the OPFS origin includes the port, and the reload must come back to it), and not the
 // port of browser.test.js, so both files can run at once.
 const PORT = Number(process.env.SQLWEIR_MULTITAB_PORT ?? 47_814);
@@ -23,15 +19,19 @@ const MIGRATIONS = [
 ];
 const ROWS = 5_000;
 
-let server;
-let profile;
-let context;
 let pages = {};
-const pageErrors = [];
+// No `url`: the tests use three pages of their own; the first tab is closed once they are open.
+const browser = chromiumHooks(chromium, {
+  port: PORT,
+  setup: async ({ page }) => {
+    pages = { a: await newPage("a"), b: await newPage("b"), c: await newPage("c") };
+    await page.close();
+  },
+});
 
 async function newPage(label) {
-  const page = await context.newPage();
-  page.on("pageerror", (e) => pageErrors.push(`${label}: ${e.message}`));
+  const page = await browser.context.newPage();
+  page.on("pageerror", (e) => browser.pageErrors.push(`${label}: ${e.message}`));
   await page.goto(PAGE);
   return page;
 }
@@ -89,19 +89,6 @@ function openIn(page, label) {
 }
 
 const role = (page) => page.evaluate(() => window.db.role);
-
-before(async () => {
-  server = await serve(ROOT, PORT);
-  ({ context, profile } = await launchChromium(chromium));
-  const first = context.pages()[0];
-  pages = { a: await newPage("a"), b: await newPage("b"), c: await newPage("c") };
-  await first?.close();
-});
-
-after(async () => {
-  await closeChromium(context, profile);
-  await new Promise((resolve) => (server ? server.close(resolve) : resolve()));
-});
 
 test("the first tab leads, the others follow", async () => {
   assert.equal(await openIn(pages.a, "a"), "leader");
@@ -288,5 +275,5 @@ test("after reloading every page the data is there", async () => {
     return { changes: receipt.changes, count };
   });
   assert.deepEqual(still, { changes: 1, count: 4 });
-  assert.deepEqual(pageErrors, []);
+  assert.deepEqual(browser.pageErrors, []);
 });

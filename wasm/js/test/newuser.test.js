@@ -2,50 +2,39 @@
 // a typo in open's options, which SQLite extensions the build has, the library's console
 // output, and taking the database file out and putting one back (exportFile, importFile).
 
-import { after, before, test } from "node:test";
+import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import { dirname } from "node:path";
-import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
-import { closeChromium, launchChromium } from "./chromium.js";
-import { serve } from "./server.js";
+import { chromiumHooks } from "./chromium.js";
 
-const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 // Not the port of the other test files, so they can run at once.
 const PORT = Number(process.env.SQLWEIR_NEWUSER_PORT ?? 47_818);
 const PAGE = `http://127.0.0.1:${PORT}/test/page.html`;
 
-let server;
-let profile;
-let context;
-let page;
-const pageErrors = [];
 /** Every console line of the page and of its workers, as "type: text". */
 const printed = [];
-
-before(async () => {
-  server = await serve(ROOT, PORT);
-  ({ context, profile } = await launchChromium(chromium));
-  page = context.pages()[0] ?? (await context.newPage());
-  page.on("pageerror", (e) => pageErrors.push(e));
-  const record = (m) => printed.push(`${m.type()}: ${m.text()}`);
-  // The page's console events include its workers' lines (the probe below checks it).
-  page.on("console", record);
-  await page.goto(PAGE);
-  await page.evaluate(() => {
-    // Settles a promise to what a test compares, without throwing.
-    window.settle = (p) =>
-      p.then(
-        (value) => ({ ok: true, value }),
-        (e) => ({ ok: false, code: e.code, message: e.message, isError: e instanceof Error, name: e.name }),
-      );
-  });
+// No `url`: setup goes to the page once the console is recorded.
+const browser = chromiumHooks(chromium, {
+  port: PORT,
+  setup: async ({ page }) => {
+    const record = (m) => printed.push(`${m.type()}: ${m.text()}`);
+    // The page's console events include its workers' lines (the probe below checks it).
+    page.on("console", record);
+    await page.goto(PAGE);
+    await page.evaluate(() => {
+      // Settles a promise to what a test compares, without throwing.
+      window.settle = (p) =>
+        p.then(
+          (value) => ({ ok: true, value }),
+          (e) => ({ ok: false, code: e.code, message: e.message, isError: e instanceof Error, name: e.name }),
+        );
+    });
+  },
 });
 
-after(async () => {
-  await closeChromium(context, profile);
-  await new Promise((resolve) => (server ? server.close(resolve) : resolve()));
-  assert.deepEqual(pageErrors, []);
+// Registered after chromiumHooks: runs once the browser has closed.
+after(() => {
+  assert.deepEqual(browser.pageErrors, []);
 });
 
 const ITEMS = ["CREATE TABLE items(id INTEGER PRIMARY KEY, label TEXT NOT NULL UNIQUE, data BLOB)"];
@@ -53,7 +42,7 @@ const ITEMS = ["CREATE TABLE items(id INTEGER PRIMARY KEY, label TEXT NOT NULL U
 test("an unknown option of open rejects with InvalidInput naming it, before any worker starts", async () => {
   // `open("x.db", { migration: [...] })` used to open an empty database: the typo went unseen
   // until the first write failed with "no such table".
-  const r = await page.evaluate(async (migrations) => {
+  const r = await browser.page.evaluate(async (migrations) => {
     const { open, SqlweirError } = await import("sqlweir");
     const typo = await settle(open("typo.db", { migration: migrations }));
     const nested = await settle(open("typo.db", { retry: { maxAttempt: 3 } }));
@@ -84,10 +73,10 @@ test("an unknown option of open rejects with InvalidInput naming it, before any 
   assert.equal(r.badLogger.code, "InvalidInput");
   assert.match(r.badLogger.message, /logger must be an object/);
   // Refused in the page: no worker was started for any of them.
-  assert.equal(page.workers().length, 0);
+  assert.equal(browser.page.workers().length, 0);
 
   // The same name opens once the key is right, with the migration applied.
-  const fixed = await page.evaluate(async (migrations) => {
+  const fixed = await browser.page.evaluate(async (migrations) => {
     const { open } = await import("sqlweir");
     const db = await open("typo.db", { migrations });
     await db.write("INSERT INTO items(label) VALUES (?)", ["first"]);
@@ -96,13 +85,13 @@ test("an unknown option of open rejects with InvalidInput naming it, before any 
     return rows;
   }, ITEMS);
   assert.deepEqual(fixed, [{ id: 1, label: "first" }]);
-  assert.equal(page.workers().length, 1);
+  assert.equal(browser.page.workers().length, 1);
 });
 
 test("the build's SQLite: what the README lists as in (JSON, math, dates, windows, STRICT...) and out (FTS, R*Tree, dbstat...)", async (t) => {
   // The browser build leaves extensions out to keep the download small (.cargo/config.toml);
   // the README lists what is in. Each probe runs one statement and keeps its answer or error.
-  const r = await page.evaluate(async () => {
+  const r = await browser.page.evaluate(async () => {
     const { open } = await import("sqlweir");
     const db = await open("extensions.db", {
       migrations: [
@@ -174,7 +163,7 @@ test("the build's SQLite: what the README lists as in (JSON, math, dates, window
 
 test("a rejected write prints nothing by default; a logger given to open receives the line", async () => {
   printed.length = 0;
-  const quiet = await page.evaluate(async (migrations) => {
+  const quiet = await browser.page.evaluate(async (migrations) => {
     const { open } = await import("sqlweir");
     const db = await open("quiet.db", { migrations });
     window.quietDb = db;
@@ -185,14 +174,14 @@ test("a rejected write prints nothing by default; a logger given to open receive
   }, ITEMS);
   assert.deepEqual(quiet, ["Constraint", "Constraint", "Constraint"]);
   // The capture works for the worker's console too: a line logged there is seen.
-  const [worker] = page.workers();
+  const [worker] = browser.page.workers();
   await worker.evaluate(() => console.log("probe from the worker"));
-  await page.waitForTimeout(300);
+  await browser.page.waitForTimeout(300);
   assert.deepEqual(printed, ["log: probe from the worker"]);
 
   // With a logger, the worker's lines reach it (and still not the console).
   printed.length = 0;
-  const lines = await page.evaluate(async (migrations) => {
+  const lines = await browser.page.evaluate(async (migrations) => {
     const { open } = await import("sqlweir");
     const lines = [];
     const logger = { debug: (...a) => lines.push(["debug", a.join(" ")]), warn: (...a) => lines.push(["warn", a.join(" ")]) };
@@ -211,12 +200,12 @@ test("a rejected write prints nothing by default; a logger given to open receive
   assert.equal(lines.lines.length, 1, JSON.stringify(lines.lines));
   assert.equal(lines.lines[0][0], "debug");
   assert.match(lines.lines[0][1], /^sqlweir: a write of batch \d+ was rejected: .*UNIQUE constraint failed: items\.label/);
-  await page.waitForTimeout(200);
+  await browser.page.waitForTimeout(200);
   assert.deepEqual(printed, []);
 });
 
 test("exportFile gives the whole database; importFile makes a database of it under another name", async () => {
-  const r = await page.evaluate(async (migrations) => {
+  const r = await browser.page.evaluate(async (migrations) => {
     const { open, importFile, SqlweirError } = await import("sqlweir");
     const source = await open("export-source.db", { migrations });
     // Issued, not awaited: exportFile covers every write issued before it.
@@ -290,7 +279,7 @@ test("exportFile gives the whole database; importFile makes a database of it und
 });
 
 test("exportFile of a WAL database includes the WAL's commits and opens on its own", async () => {
-  const r = await page.evaluate(async (migrations) => {
+  const r = await browser.page.evaluate(async (migrations) => {
     const { open, importFile } = await import("sqlweir");
     const wal = await open("export-wal.db", { migrations, journal: "wal" });
     const { journalMode } = await wal.metrics();

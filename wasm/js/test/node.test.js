@@ -1,7 +1,8 @@
 // The package as a user gets it, outside a browser: in Node, `open` rejects at once with a typed
 // `Unsupported` error and the process then exits by itself (it used to throw a bare
 // ReferenceError and leave a BroadcastChannel that kept Node alive forever); what npm would
-// publish carries the licenses and the repository fields. No browser needed.
+// publish carries the licenses, the repository fields and every module; the modules import one
+// way (no cycles). No browser needed.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -13,6 +14,43 @@ import { promisify } from "node:util";
 
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 const REPO = dirname(dirname(ROOT));
+
+/**
+ * The package's own modules that `index.js` and `worker.js` reach by static imports (the
+ * wasm-bindgen glue in pkg/ aside), each with the modules it imports: name -> [name, ...].
+ */
+async function moduleGraph() {
+  const graph = new Map();
+  const visit = async (name) => {
+    if (graph.has(name)) return;
+    const source = await readFile(join(ROOT, name), "utf8");
+    const imports = [...source.matchAll(/^\s*(?:import|export)\b[^;]*?\bfrom\s*"\.\/([^"]+)"/gms)]
+      .map((m) => m[1])
+      .filter((f) => !f.startsWith("pkg/"));
+    graph.set(name, imports);
+    for (const f of imports) await visit(f);
+  };
+  await visit("index.js");
+  await visit("worker.js");
+  return graph;
+}
+
+test("the modules import one way: no import cycle among them", async () => {
+  const graph = await moduleGraph();
+  assert.deepEqual(
+    [...graph.keys()].sort(),
+    ["database.js", "errors.js", "hub.js", "index.js", "options.js", "pack.js", "transport.js", "worker.js"],
+  );
+  // Depth-first: reaching a module that is still on the path is a cycle.
+  const done = new Set();
+  const walk = (name, path) => {
+    assert.ok(!path.includes(name), `import cycle: ${[...path, name].join(" -> ")}`);
+    if (done.has(name)) return;
+    for (const f of graph.get(name)) walk(f, [...path, name]);
+    done.add(name);
+  };
+  for (const name of graph.keys()) walk(name, []);
+});
 
 /** Runs `script` as an ES module in a child Node, in the package directory; kills it after `ms`. */
 function runNode(script, ms = 10_000) {
@@ -72,7 +110,7 @@ test("in Node, open rejects at once with Unsupported and the process exits on it
   assert.ok(out.ms < 1000, `rejected at once, not after ${out.ms} ms`);
 });
 
-test("the published package has the licenses, the repository fields and no Node engine claim", async () => {
+test("the published package has the licenses, the repository fields, every module and no Node engine claim", async () => {
   const manifest = JSON.parse(await readFile(join(ROOT, "package.json"), "utf8"));
   assert.equal(manifest.license, "MIT OR Apache-2.0");
   assert.equal(manifest.engines, undefined, "a browser-only package claims no Node version");
@@ -88,7 +126,9 @@ test("the published package has the licenses, the repository fields and no Node 
   // What `npm publish` would upload.
   const { stdout } = await promisify(execFile)("npm", ["pack", "--dry-run", "--json", "--ignore-scripts"], { cwd: ROOT });
   const files = JSON.parse(stdout)[0].files.map((f) => f.path).sort();
-  for (const name of ["LICENSE-MIT", "LICENSE-APACHE", "README.md", "index.js", "index.d.ts", "worker.js", "package.json"]) {
+  // Every module the entry and the worker import, each under its own name.
+  const modules = [...(await moduleGraph()).keys()];
+  for (const name of ["LICENSE-MIT", "LICENSE-APACHE", "README.md", "index.d.ts", "package.json", ...modules]) {
     assert.ok(files.includes(name), `${name} in ${files.join(", ")}`);
   }
   assert.ok(!files.some((f) => f.startsWith("test/")), "the tests stay out");

@@ -2,15 +2,11 @@
 // keyset pages, and list-of-statements transactions, tested on the built package in real
 // headless Chromium, the same way as browser.test.js. Asserts counts and contents, never timing.
 
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { dirname } from "node:path";
-import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
-import { closeChromium, launchChromium } from "./chromium.js";
-import { serve } from "./server.js";
+import { chromiumHooks } from "./chromium.js";
 
-const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 // Not the port of browser.test.js or multitab.test.js, so the files can run at once.
 const PORT = Number(process.env.SQLWEIR_TYPED_PORT ?? 47_815);
 const PAGE = `http://127.0.0.1:${PORT}/test/page.html`;
@@ -25,32 +21,19 @@ const MIGRATIONS = [
   `CREATE TABLE "odd ""name"""("the key" INTEGER PRIMARY KEY, "select" TEXT)`,
 ];
 
-let server;
-let profile;
-let context;
-let page;
-const pageErrors = [];
-
-before(async () => {
-  server = await serve(ROOT, PORT);
-  ({ context, profile } = await launchChromium(chromium));
-  page = context.pages()[0] ?? (await context.newPage());
-  page.on("pageerror", (e) => pageErrors.push(e));
-  await page.goto(PAGE);
-  await page.evaluate(async (migrations) => {
-    const { open } = await import("sqlweir");
-    window.db = await open("typed.db", { migrations });
-  }, MIGRATIONS);
-});
-
-after(async () => {
-  await page?.evaluate(() => window.db?.close()).catch(() => {});
-  await closeChromium(context, profile);
-  await new Promise((resolve) => (server ? server.close(resolve) : resolve()));
+const browser = chromiumHooks(chromium, {
+  port: PORT,
+  url: PAGE,
+  setup: ({ page }) =>
+    page.evaluate(async (migrations) => {
+      const { open } = await import("sqlweir");
+      window.db = await open("typed.db", { migrations });
+    }, MIGRATIONS),
+  beforeClose: (page) => page.evaluate(() => window.db?.close()).catch(() => {}),
 });
 
 test("every supported value type round-trips through insert, insertMany and upsert", async () => {
-  const result = await page.evaluate(async () => {
+  const result = await browser.page.evaluate(async () => {
     const db = window.db;
     const I64_MAX = 2n ** 63n - 1n;
     const I64_MIN = -(2n ** 63n);
@@ -93,7 +76,7 @@ test("every supported value type round-trips through insert, insertMany and upse
 });
 
 test("identifiers are quoted: odd table and column names work", async () => {
-  const result = await page.evaluate(async () => {
+  const result = await browser.page.evaluate(async () => {
     const db = window.db;
     await db.insert('odd "name"', { "the key": 1, select: "a keyword" });
     await db.upsert('odd "name"', { "the key": 1, select: "updated" }, "the key");
@@ -104,7 +87,7 @@ test("identifiers are quoted: odd table and column names work", async () => {
 });
 
 test("bad rows are clear errors naming the field, the row or the table", async () => {
-  const result = await page.evaluate(async () => {
+  const result = await browser.page.evaluate(async () => {
     const db = window.db;
     const outcome = (p) => p.then(() => ["fulfilled"], (e) => [e instanceof Error ? e.code : "not an Error", e.message]);
     const out = {
@@ -161,7 +144,7 @@ test("bad rows are clear errors naming the field, the row or the table", async (
 });
 
 test("upsert updates the conflicting row instead of duplicating it", async () => {
-  const result = await page.evaluate(async () => {
+  const result = await browser.page.evaluate(async () => {
     const db = window.db;
     await db.upsert("users", { id: 1, email: "ada@example.org", name: "Ada", visits: 1 }, ["id"]);
     await db.upsert("users", { id: 1, email: "ada@example.org", name: "Ada L.", visits: 2 }, ["id"]);
@@ -184,7 +167,7 @@ test("upsert updates the conflicting row instead of duplicating it", async () =>
 });
 
 test("pagination visits every row exactly once while writes continue", async () => {
-  const result = await page.evaluate(async () => {
+  const result = await browser.page.evaluate(async () => {
     const db = window.db;
     const initial = Array.from({ length: 1000 }, (_, k) => ({ source: "initial", seq: k }));
     await db.insertMany("events", initial);
@@ -246,7 +229,7 @@ test("pagination visits every row exactly once while writes continue", async () 
 });
 
 test("a transaction commits all its statements or none of them", async () => {
-  const result = await page.evaluate(async () => {
+  const result = await browser.page.evaluate(async () => {
     const db = window.db;
     const sql = "INSERT INTO ledger(who, amount) VALUES (?, ?)";
     const ok = await db.transaction([
@@ -293,7 +276,7 @@ test("a transaction commits all its statements or none of them", async () => {
 });
 
 test("transactions run alone between batches and keep a counter exact under concurrent writers", async () => {
-  const result = await page.evaluate(async () => {
+  const result = await browser.page.evaluate(async () => {
     const db = window.db;
     const [{ n: before }] = await db.query("SELECT n FROM counter WHERE id = 1");
     const TASKS = 8;
@@ -329,5 +312,5 @@ test("transactions run alone between batches and keep a counter exact under conc
   assert.equal(result.events, 2 * result.expected);
   assert.equal(result.txs, result.expected, "each transaction committed in its own batch");
   assert.equal(result.shared, 0, "no plain write shared a transaction's batch");
-  assert.deepEqual(pageErrors, []);
+  assert.deepEqual(browser.pageErrors, []);
 });

@@ -1,0 +1,115 @@
+// One tick's writes in one message: `pack` lays them out in columns for the worker, and
+// `cloneable` keeps what can still be sent when a message cannot be cloned whole.
+
+import { SqlweirError } from "./errors.js";
+
+/** `counts` entry of an item that travels as it is (not a plain `write`). */
+const AS_IS = 0xffffffff;
+
+/**
+ * One tick's writes `[id, target, payload, kind, extra]` in columns for the worker's
+ * `submitPacked`: plain `write`s (SQL string, array of parameters) as one table of distinct SQL,
+ * parameter type tags, numbers in a Float64Array and strings joined in one string; every other
+ * item (typed writes, writeMany, odd input the worker refuses) as it is, in `legacy`. Keeps the
+ * order of the items.
+ */
+export function pack(items) {
+  const n = items.length;
+  let values = 0;
+  for (let i = 0; i < n; i++) {
+    const item = items[i];
+    if (item[3] === false && typeof item[1] === "string" && Array.isArray(item[2])) values += item[2].length;
+  }
+  const ids = new Float64Array(n);
+  const counts = new Uint32Array(n);
+  const sqlIndex = new Uint32Array(n);
+  const tags = new Uint8Array(values);
+  const nums = new Float64Array(values);
+  const sqls = [];
+  const sqlAt = new Map();
+  const strings = [];
+  const ends = [];
+  const others = [];
+  const legacy = [];
+  let v = 0;
+  let units = 0;
+  for (let i = 0; i < n; i++) {
+    const item = items[i];
+    const params = item[2];
+    ids[i] = item[0];
+    if (item[3] !== false || typeof item[1] !== "string" || !(Array.isArray(params) || params == null)) {
+      counts[i] = AS_IS;
+      legacy.push(item);
+      continue;
+    }
+    let at = sqlAt.get(item[1]);
+    if (at === undefined) {
+      at = sqls.length;
+      sqls.push(item[1]);
+      sqlAt.set(item[1], at);
+    }
+    sqlIndex[i] = at;
+    if (params == null) continue;
+    const count = params.length;
+    counts[i] = count;
+    for (let k = 0; k < count; k++, v++) {
+      const value = params[k];
+      switch (typeof value) {
+        case "number":
+          tags[v] = 1;
+          nums[v] = value;
+          break;
+        case "string":
+          tags[v] = 2;
+          strings.push(value);
+          units += value.length;
+          ends.push(units);
+          break;
+        case "boolean":
+          tags[v] = 3;
+          nums[v] = value ? 1 : 0;
+          break;
+        default:
+          if (value === null) break; // tag 0
+          tags[v] = 4;
+          others.push(value);
+      }
+    }
+  }
+  return {
+    ids,
+    counts,
+    sqlIndex,
+    sqls,
+    tags,
+    nums,
+    text: strings.join(""),
+    textEnds: Uint32Array.from(ends),
+    others,
+    legacy,
+    transfer: [ids.buffer, counts.buffer, sqlIndex.buffer, tags.buffer, nums.buffer],
+  };
+}
+
+const CANNOT_SEND =
+  "invalid input: a parameter cannot be sent to the worker; use number, bigint, string, boolean, null or Uint8Array";
+
+/**
+ * The items of a message that could not be posted whole which can be cloned; each item that
+ * cannot (a function or a symbol among its values) is rejected alone with `InvalidInput`, and its
+ * waiter removed from `waiters`.
+ */
+export function cloneable(items, waiters) {
+  const good = [];
+  for (const item of items) {
+    try {
+      structuredClone(item);
+      good.push(item);
+    } catch {
+      const waiter = waiters.get(item[0]);
+      waiters.delete(item[0]);
+      waiter?.reject(new SqlweirError(CANNOT_SEND, "InvalidInput"));
+    }
+  }
+  return good;
+}

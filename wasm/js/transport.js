@@ -1,0 +1,98 @@
+// The page's one worker: calls and writes go to it as messages numbered by id, and its answers
+// (one per call, one per committed batch for the writes) settle them by that id.
+
+import { SqlweirError, settledValue, toError } from "./errors.js";
+import { cloneable, pack } from "./pack.js";
+
+/** The page's one worker and its bookkeeping; started by the first `open`. */
+class Connection {
+  constructor(log) {
+    this.log = log;
+    this.nextId = 1;
+    this.calls = new Map();
+    this.writes = new Map();
+    this.broken = null;
+    // Written inline on purpose: bundlers (webpack 5, Vite, Parcel) recognise exactly
+    // `new Worker(new URL("...", import.meta.url), { type: "module" })` and bundle the worker;
+    // without a bundler it resolves next to this file. README.md, "Bundlers".
+    this.worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module", name: "sqlweir" });
+    this.worker.onmessage = (event) => this.receive(event.data);
+    this.worker.onerror = (event) => {
+      event.preventDefault?.();
+      this.fail(`the sqlweir worker failed: ${event.message || "it could not be loaded"}; check that worker.js and pkg/ are served next to index.js`);
+    };
+    this.worker.onmessageerror = () => this.fail("a message from the sqlweir worker could not be read");
+  }
+
+  fail(message) {
+    this.broken = new SqlweirError(message, "Worker");
+    for (const waiter of [...this.calls.values(), ...this.writes.values()]) waiter.reject(this.broken);
+    this.calls.clear();
+    this.writes.clear();
+    if (shared === this) shared = null;
+    this.worker.terminate();
+  }
+
+  receive(message) {
+    if (message.log) return this.log(message.log, message.message);
+    if (message.settled) {
+      const receipts = message.receipts;
+      if (receipts) {
+        for (let i = 0; i < receipts.length; i += 4) {
+          const waiter = this.writes.get(receipts[i]);
+          if (!waiter) continue;
+          this.writes.delete(receipts[i]);
+          waiter.resolve({ changes: receipts[i + 1], lastRowid: receipts[i + 2], batch: receipts[i + 3] });
+        }
+      }
+      const r = message.settled;
+      for (let i = 0; i < r.length; i += 3) {
+        const waiter = this.writes.get(r[i]);
+        if (!waiter) continue;
+        this.writes.delete(r[i]);
+        if (r[i + 1]) waiter.resolve(settledValue(r[i + 2]));
+        else waiter.reject(toError(r[i + 2]));
+      }
+      return;
+    }
+    const waiter = this.calls.get(message.call);
+    if (!waiter) return;
+    this.calls.delete(message.call);
+    if (message.ok) waiter.resolve(message.value);
+    else waiter.reject(toError(message.error));
+  }
+
+  call(op, fields = {}) {
+    if (this.broken) return Promise.reject(this.broken);
+    const call = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.calls.set(call, { resolve, reject });
+      this.worker.postMessage({ op, call, ...fields });
+    });
+  }
+
+  /** Sends one tick's writes. Values that cannot be cloned are refused alone with InvalidInput. */
+  sendWrites(db, items) {
+    try {
+      const packed = pack(items);
+      this.worker.postMessage({ op: "write", db, packed }, packed.transfer);
+      packed.transfer = undefined;
+      return;
+    } catch {
+      // One value could not be cloned (a function, a symbol...): find it, send the rest.
+    }
+    const good = cloneable(items, this.writes);
+    if (good.length) this.worker.postMessage({ op: "write", db, items: good });
+  }
+}
+
+let shared = null;
+
+/**
+ * The page's one worker connection, started on first use and again after one failed. `log`
+ * takes the worker's log lines (`log(level, message)`).
+ */
+export function pageConnection(log) {
+  if (!shared) shared = new Connection(log);
+  return shared;
+}
