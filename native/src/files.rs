@@ -2,10 +2,9 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::error::OpenError;
-use crate::shared::lock;
 
 /// Database files open in this process: one file, one writer, even across `Store::open` calls.
 static OPEN_FILES: Mutex<BTreeSet<FileId>> = Mutex::new(BTreeSet::new());
@@ -74,4 +73,9 @@ impl Drop for OpenFile {
     fn drop(&mut self) {
         self.release();
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Each update of the registry is one call: a panic elsewhere cannot leave it half done.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
