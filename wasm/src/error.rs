@@ -50,15 +50,15 @@ pub enum OpenError {
     Database(BackendError),
     /// A migration failed; the database stays at the version before it.
     Migration {
-        /// Index of the failed migration in the list.
-        index: usize,
+        /// Zero-based index of the failing step.
+        step: usize,
         /// What SQLite said.
-        error: BackendError,
+        source: BackendError,
     },
     /// The database was migrated by a newer program: it has more migrations than given.
     SchemaTooNew {
-        /// The database's `user_version`.
-        version: i64,
+        /// `PRAGMA user_version` found.
+        found: i64,
         /// Migrations given.
         known: usize,
     },
@@ -76,7 +76,7 @@ impl Coded for OpenError {
     }
     fn sqlite_code(&self) -> Option<i32> {
         match self {
-            OpenError::Database(e) | OpenError::Migration { error: e, .. } => e.code,
+            OpenError::Database(e) | OpenError::Migration { source: e, .. } => e.code,
             _ => None,
         }
     }
@@ -100,12 +100,12 @@ impl fmt::Display for OpenError {
             OpenError::Database(e) => {
                 write!(f, "cannot open the database: {e}; check that the file is an SQLite database")
             }
-            OpenError::Migration { index, error } => {
-                write!(f, "migration {index} failed: {error}; fix it, the database stays at version {index}")
+            OpenError::Migration { step, source } => {
+                write!(f, "migration {step} failed: {source}; fix it, the database stays at version {step}")
             }
-            OpenError::SchemaTooNew { version, known } => write!(
+            OpenError::SchemaTooNew { found, known } => write!(
                 f,
-                "database is at schema version {version} but only {known} migrations were given; open it with the newer \
+                "database is at schema version {found} but only {known} migrations were given; open it with the newer \
                  program's migrations"
             ),
         }
@@ -115,7 +115,7 @@ impl fmt::Display for OpenError {
 impl std::error::Error for OpenError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            OpenError::Database(e) | OpenError::Migration { error: e, .. } => Some(e),
+            OpenError::Database(e) | OpenError::Migration { source: e, .. } => Some(e),
             _ => None,
         }
     }

@@ -127,8 +127,8 @@ impl Backend for SqliteBackend {
 /// Runs the migrations past `PRAGMA user_version` (see `sqlweir_sqlite::migrate`).
 fn migrate(conn: &Connection, migrations: &[String]) -> Result<(), OpenError> {
     sqlweir_sqlite::migrate(conn, migrations).map_err(|e| match e {
-        MigrationError::TooNew { found, known } => OpenError::SchemaTooNew { version: found, known },
-        MigrationError::Step { step, source } => OpenError::Migration { index: step, error: source },
+        MigrationError::TooNew { found, known } => OpenError::SchemaTooNew { found, known },
+        MigrationError::Step { step, source } => OpenError::Migration { step, source },
         MigrationError::Setup(source) => OpenError::Database(source),
     })
 }

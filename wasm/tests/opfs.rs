@@ -133,7 +133,7 @@ async fn a_failed_migration_leaves_the_previous_version() {
     let Err(e) = Store::open("migrate.db", Options::default().migrations(&steps)).await else {
         panic!("migration 1 is malformed")
     };
-    assert!(matches!(e, OpenError::Migration { index: 1, .. }), "{e}");
+    assert!(matches!(e, OpenError::Migration { step: 1, .. }), "{e}");
     assert_eq!(e.code(), "Migration");
     let fixed = ["CREATE TABLE a(x)", "CREATE TABLE b(x)", "CREATE TABLE c(x)"];
     let store = Store::open("migrate.db", Options::default().migrations(&fixed)).await.unwrap();
@@ -143,7 +143,7 @@ async fn a_failed_migration_leaves_the_previous_version() {
     let Err(e) = Store::open("migrate.db", Options::default().migrations(&fixed[..2])).await else {
         panic!("fewer migrations than applied must fail")
     };
-    assert!(matches!(e, OpenError::SchemaTooNew { version: 3, known: 2 }), "{e}");
+    assert!(matches!(e, OpenError::SchemaTooNew { found: 3, known: 2 }), "{e}");
 }
 
 #[wasm_bindgen_test]
