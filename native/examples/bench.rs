@@ -31,6 +31,10 @@ struct Args {
     full_rows: usize,
     memory_rows: usize,
     smoke: bool,
+    /// Rows of the PostgreSQL naive and lock-step rows (the pipelined ones write four times as many).
+    pg_rows: usize,
+    /// Only the PostgreSQL rows (feature `postgres`).
+    postgres_only: bool,
     out: PathBuf,
 }
 
@@ -40,6 +44,8 @@ fn parse_args() -> Result<Args, String> {
         full_rows: 20_000,
         memory_rows: 1_000_000,
         smoke: false,
+        pg_rows: 20_000,
+        postgres_only: false,
         out: "target/bench/native.json".into(),
     };
     let mut it = std::env::args().skip(1);
@@ -50,6 +56,8 @@ fn parse_args() -> Result<Args, String> {
             "--full-rows" => a.full_rows = num("--full-rows")?,
             "--memory-rows" => a.memory_rows = num("--memory-rows")?,
             "--smoke" => a.smoke = true,
+            "--pg-rows" => a.pg_rows = num("--pg-rows")?,
+            "--postgres-only" => a.postgres_only = true,
             "--out" => a.out = it.next().ok_or("--out needs a path")?.into(),
             "--bench" => {} // passed by `cargo bench`-style runners
             other => return Err(format!("unknown argument {other}")),
@@ -59,6 +67,7 @@ fn parse_args() -> Result<Args, String> {
         a.rows = 2_000;
         a.full_rows = 400;
         a.memory_rows = 20_000;
+        a.pg_rows = 400;
     }
     Ok(a)
 }
@@ -163,17 +172,23 @@ fn open_store(path: &Path, sync: Synchronous) -> Result<Store, Box<dyn std::erro
 
 /// (3a) 8 producers, each keeping up to 64 writes in flight, every ack awaited.
 fn pipelined(store: &Store, rows: usize) -> Result<Duration, Box<dyn std::error::Error>> {
+    pipelined_into(store, rows, INSERT)
+}
+
+/// (3a) with a statement of the caller's.
+fn pipelined_into(store: &Store, rows: usize, insert: &str) -> Result<Duration, Box<dyn std::error::Error>> {
+    let insert: Arc<str> = Arc::from(insert);
     let started = Instant::now();
     let threads: Vec<_> = (0..PRODUCERS)
         .map(|t| {
-            let store = store.clone();
+            let (store, insert) = (store.clone(), insert.clone());
             let n = rows / PRODUCERS + usize::from(t < rows % PRODUCERS);
             std::thread::spawn(move || -> Result<(), sqlweir::WriteError> {
                 let p = payload();
                 let mut i = 0;
                 while i < n {
                     let end = (i + WINDOW).min(n);
-                    let window = (i..end).map(|i| store.write(INSERT, params![i as i64, "collector", p.as_str()]));
+                    let window = (i..end).map(|i| store.write(&insert, params![i as i64, "collector", p.as_str()]));
                     for r in block_on(join_all(window)) {
                         r?;
                     }
@@ -423,32 +438,43 @@ fn print_targets(runs: &[Run], limit: f64, naive: f64, naive_full: f64) {
     }
 }
 
-/// PostgreSQL rows (feature `postgres`, server in `SQLWEIR_PG`, e.g. from scripts/with-postgres):
-/// per-row autocommit INSERTs from 8 connections vs sqlweir batches, in the same run.
-/// A measured PostgreSQL row: name, rows/s, metrics when it went through sqlweir.
+/// A measured PostgreSQL scenario.
 #[cfg(feature = "postgres")]
-type PgRow = (String, f64, Option<MetricsSnapshot>);
+struct PgRun {
+    key: &'static str,
+    name: String,
+    rows: usize,
+    rate: f64,
+    metrics: Option<MetricsSnapshot>,
+}
 
+/// A fresh database on the bench server, with `events` and a copy `events_trigger` carrying a
+/// no-op trigger (which keeps sqlweir from combining rows into multi-row INSERTs there).
 #[cfg(feature = "postgres")]
-fn postgres_rows(rows: usize) -> Result<Vec<PgRow>, Box<dyn std::error::Error>> {
-    let Ok(server) = std::env::var("SQLWEIR_PG") else {
-        println!("\n(PostgreSQL rows skipped: SQLWEIR_PG is not set; scripts/bench starts a server for them)");
-        return Ok(Vec::new());
-    };
-    let name = format!("sqlweir_bench_{}", std::process::id());
-    postgres::Client::connect(&server, postgres::NoTls)?.batch_execute(&format!("CREATE DATABASE {name}"))?;
+fn pg_database(server: &str, name: &str) -> Result<String, Box<dyn std::error::Error>> {
+    postgres::Client::connect(server, postgres::NoTls)?.batch_execute(&format!("CREATE DATABASE {name}"))?;
     let db = format!("{} dbname={name}", server.replace("dbname=postgres", ""));
-    let schema = "CREATE TABLE events(id bigserial PRIMARY KEY, ts bigint, source text, payload text)";
-    postgres::Client::connect(&db, postgres::NoTls)?
-        .batch_execute(&format!("{schema}; CREATE TABLE naive (LIKE events INCLUDING ALL)"))?;
+    postgres::Client::connect(&db, postgres::NoTls)?.batch_execute(
+        "CREATE TABLE events(id bigserial PRIMARY KEY, ts bigint, source text, payload text); \
+         CREATE FUNCTION noop() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$; \
+         CREATE TABLE events_trigger (LIKE events INCLUDING ALL); \
+         CREATE TRIGGER noop BEFORE INSERT ON events_trigger FOR EACH ROW EXECUTE FUNCTION noop()",
+    )?;
+    Ok(db)
+}
+
+/// (8) naive on PostgreSQL: 8 connections, one autocommit INSERT per row, each waiting for its
+/// reply (the lock-step shape by nature).
+#[cfg(feature = "postgres")]
+fn pg_naive(db: &str, rows: usize) -> Result<Duration, Box<dyn std::error::Error>> {
     let started = Instant::now();
     let threads: Vec<_> = (0..PRODUCERS)
         .map(|t| {
-            let db = db.clone();
+            let db = db.to_owned();
             let n = rows / PRODUCERS + usize::from(t < rows % PRODUCERS);
             std::thread::spawn(move || -> Result<(), postgres::Error> {
                 let mut client = postgres::Client::connect(&db, postgres::NoTls)?;
-                let stmt = client.prepare("INSERT INTO naive(ts, source, payload) VALUES ($1, $2, $3)")?;
+                let stmt = client.prepare("INSERT INTO events(ts, source, payload) VALUES ($1, $2, $3)")?;
                 let p = payload();
                 for i in 0..n {
                     client.execute(&stmt, &[&(i as i64), &"collector", &p])?;
@@ -460,51 +486,168 @@ fn postgres_rows(rows: usize) -> Result<Vec<PgRow>, Box<dyn std::error::Error>> 
     for t in threads {
         t.join().map_err(|_| "postgres producer panicked")??;
     }
-    let naive_rate = rows as f64 / started.elapsed().as_secs_f64();
-    let store = Store::open_postgres(&db, Options::default())?;
-    let elapsed = pipelined(&store, rows)?;
-    let m = store.metrics();
-    let landed = store.query_as::<i64>("SELECT count(*) FROM events", &[])?[0];
-    store.close()?;
-    if landed as usize != rows {
-        return Err(format!("postgres: {landed} rows landed, {rows} expected").into());
-    }
-    Ok(vec![
-        ("(8) PostgreSQL naive: 8 connections, autocommit INSERT per row".into(), naive_rate, None),
-        ("(8) PostgreSQL through sqlweir (3a)".into(), rows as f64 / elapsed.as_secs_f64(), Some(m)),
-    ])
+    Ok(started.elapsed())
 }
 
-/// Measures and prints the PostgreSQL rows, adding them to the JSON results.
+/// Runs `work` against a store on a fresh database and checks that every row landed in `table`.
 #[cfg(feature = "postgres")]
-fn print_postgres(rows: usize, json_runs: &mut Vec<serde_json::Value>) -> Result<(), Box<dyn std::error::Error>> {
-    let pg = postgres_rows(rows)?;
-    if let [(naive_name, naive_pg, _), (weir_name, weir_pg, Some(m))] = pg.as_slice() {
-        println!("\nPostgreSQL ({rows} rows, same run):");
-        println!("  {naive_name:<60} {naive_pg:>10.0} rows/s");
+fn pg_store_run(
+    server: &str,
+    key: &'static str,
+    name: String,
+    rows: usize,
+    work: impl FnOnce(&Store) -> Result<Duration, Box<dyn std::error::Error>>,
+) -> Result<PgRun, Box<dyn std::error::Error>> {
+    let db = pg_database(server, &format!("sqlweir_bench_{}_{key}", std::process::id()))?;
+    let store = Store::open_postgres(&db, Options::default())?;
+    let elapsed = work(&store)?;
+    let m = store.metrics();
+    let landed =
+        store.query_as::<i64>("SELECT (SELECT count(*) FROM events) + (SELECT count(*) FROM events_trigger)", &[])?[0];
+    store.close()?;
+    if landed as usize != rows || m.failed != 0 || m.rejected != 0 {
+        return Err(format!("{key}: {landed} rows landed, {rows} expected").into());
+    }
+    Ok(PgRun { key, name, rows, rate: rows as f64 / elapsed.as_secs_f64(), metrics: Some(m) })
+}
+
+/// (8) The PostgreSQL rows, all in this run: naive, sqlweir pipelined (3a), the same with
+/// multi-row INSERTs ruled out (pipelining alone), lock-step (3b), and (3a) paced at half its
+/// rate for ack latency (3c).
+#[cfg(feature = "postgres")]
+fn postgres_runs(rows: usize, smoke: bool) -> Result<Vec<PgRun>, Box<dyn std::error::Error>> {
+    let Ok(server) = std::env::var("SQLWEIR_PG") else {
+        println!("\n(PostgreSQL rows skipped: SQLWEIR_PG is not set; scripts/bench starts a server for them)");
+        return Ok(Vec::new());
+    };
+    let db = pg_database(&server, &format!("sqlweir_bench_{}_naive", std::process::id()))?;
+    let naive = pg_naive(&db, rows)?;
+    let mut runs = vec![PgRun {
+        key: "pg_naive",
+        name: "(8) naive: 8 connections, autocommit INSERT per row".into(),
+        rows,
+        rate: rows as f64 / naive.as_secs_f64(),
+        metrics: None,
+    }];
+    let weir_rows = rows * 4;
+    runs.push(pg_store_run(
+        &server,
+        "pg_weir",
+        "(8) sqlweir (3a) 8 producers, 64 in flight each".into(),
+        weir_rows,
+        |s| pipelined(s, weir_rows),
+    )?);
+    let trigger_insert = INSERT.replace("events", "events_trigger");
+    runs.push(pg_store_run(
+        &server,
+        "pg_weir_rows",
+        "(8) sqlweir (3a), one statement per row (trigger on table)".into(),
+        weir_rows,
+        |s| pipelined_into(s, weir_rows, &trigger_insert),
+    )?);
+    runs.push(pg_store_run(
+        &server,
+        "pg_weir_lockstep",
+        "(8) sqlweir (3b) 8 threads, 1 in flight each".into(),
+        rows,
+        |s| lockstep(s, rows),
+    )?);
+    let half = runs[1].rate / 2.0;
+    let half_rows = if smoke { rows } else { ((half * 2.0) as usize).clamp(rows, 2_000_000) };
+    runs.push(pg_store_run(
+        &server,
+        "pg_weir_half_rate",
+        format!("(8) sqlweir (3a) paced at half its rate ({half:.0}/s)"),
+        half_rows,
+        |s| paced(s, half_rows, half),
+    )?);
+    Ok(runs)
+}
+
+/// Measures and prints the PostgreSQL rows with their targets, adding them to the JSON results.
+#[cfg(feature = "postgres")]
+fn print_postgres(
+    rows: usize,
+    smoke: bool,
+    json_runs: &mut Vec<serde_json::Value>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let runs = postgres_runs(rows, smoke)?;
+    let Some(naive) = runs.iter().find(|r| r.key == "pg_naive").map(|r| r.rate) else { return Ok(()) };
+    println!("\nPostgreSQL (same run; naive {rows} rows):");
+    println!(
+        "{:<60} {:>10} {:>9} {:>8} {:>10} {:>10} {:>8}",
+        "scenario", "rows/s", "x naive", "batch", "ack p50", "ack p99", "retries"
+    );
+    for r in &runs {
+        let m = r.metrics.as_ref();
         println!(
-            "  {weir_name:<60} {weir_pg:>10.0} rows/s  {:.1}x naive, mean batch {:.0}, ack p99 {:?}",
-            weir_pg / naive_pg,
-            m.mean_batch_size,
-            m.ack_p99
+            "{:<60} {:>10.0} {:>9.2} {:>8} {:>10} {:>10} {:>8}",
+            r.name,
+            r.rate,
+            r.rate / naive,
+            m.map_or("-".into(), |m| format!("{:.0}", m.mean_batch_size)),
+            m.map_or("-".into(), |m| format!("{:?}", m.ack_p50)),
+            m.map_or("-".into(), |m| format!("{:?}", m.ack_p99)),
+            m.map_or("-".into(), |m| m.retries.to_string()),
         );
-        json_runs.push(json!({"key": "postgres_naive", "name": naive_name, "rows": rows, "rows_per_s": naive_pg}));
         json_runs.push(json!({
-            "key": "postgres_weir", "name": weir_name, "rows": rows, "rows_per_s": weir_pg,
-            "ratio_to_naive": weir_pg / naive_pg, "mean_batch_size": m.mean_batch_size,
+            "key": r.key, "name": r.name, "rows": r.rows, "rows_per_s": r.rate, "ratio_to_naive": r.rate / naive,
+            "mean_batch_size": m.map(|m| m.mean_batch_size), "ack_p50_us": m.map(|m| m.ack_p50.as_micros() as u64),
+            "ack_p99_us": m.map(|m| m.ack_p99.as_micros() as u64), "retries": m.map(|m| m.retries),
         }));
+    }
+    if smoke {
+        return Ok(());
+    }
+    let find = |key: &str| runs.iter().find(|r| r.key == key);
+    let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
+    println!("\nPostgreSQL targets (issue #23; ratios measured in this run):");
+    if let Some(weir) = find("pg_weir") {
+        let ratio = weir.rate / naive;
+        println!("  {:<40} {:>8.2}x  {}", "(3a) >= 5x naive (8 connections)", ratio, verdict(ratio >= 5.0));
+        let batch = weir.metrics.as_ref().map_or(0.0, |m| m.mean_batch_size);
+        println!("  {:<40} {:>9.0}  {}", "(3a) mean batch >= 100", batch, verdict(batch >= 100.0));
+    }
+    if let Some(p99) = find("pg_weir_half_rate").and_then(|r| r.metrics.as_ref()).map(|m| m.ack_p99) {
+        let shown = format!("{p99:?}");
+        println!(
+            "  {:<40} {shown:>9}  {}",
+            "(3c) ack p99 < 50 ms at half rate",
+            verdict(p99 < Duration::from_millis(50))
+        );
+    }
+    if let Some(lockstep) = find("pg_weir_lockstep") {
+        println!("  {:<40} {:>8.2}x  (shape only: no target)", "(3b) lock-step vs naive", lockstep.rate / naive);
     }
     Ok(())
 }
 
+fn usage(error: &str) -> ! {
+    eprintln!(
+        "{error}\nusage: bench [--rows N] [--full-rows N] [--memory-rows N] [--pg-rows N] [--postgres-only] [--smoke] [--out PATH]"
+    );
+    std::process::exit(2);
+}
+
+/// `--postgres-only`: the PostgreSQL rows alone.
+#[cfg(feature = "postgres")]
+fn postgres_only(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
+    let mut json_runs = Vec::new();
+    print_postgres(args.pg_rows, args.smoke, &mut json_runs)?;
+    if let Some(parent) = args.out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&args.out, serde_json::to_string_pretty(&json!({ "runs": json_runs }))?)?;
+    println!("results written to {}", args.out.display());
+    Ok(())
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("{e}\nusage: bench [--rows N] [--full-rows N] [--memory-rows N] [--smoke] [--out PATH]");
-            std::process::exit(2);
-        }
-    };
+    let args = parse_args().unwrap_or_else(|e| usage(&e));
+    #[cfg(feature = "postgres")]
+    if args.postgres_only {
+        return postgres_only(&args);
+    }
     let dir = tempfile::tempdir()?;
     let d = dir.path();
     let (n, f) = (args.rows, args.full_rows);
@@ -577,7 +720,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     #[cfg(feature = "postgres")]
-    print_postgres(f, &mut json_runs)?;
+    print_postgres(args.pg_rows, args.smoke, &mut json_runs)?;
     let samples = memory(d, args.memory_rows)?;
     println!("\nmemory: one producer ingests {} rows through the bounded queue (4096 in flight)", args.memory_rows);
     for (at, kb) in &samples {

@@ -1,12 +1,19 @@
 //! The PostgreSQL backend (feature `postgres`): the same queue, contract and metrics in front of
 //! a server database.
 //!
-//! A batch is one transaction. It runs optimistically, one round trip per write; a write that
-//! fails on its own aborts the transaction (PostgreSQL's rule), so the transaction is rolled back
-//! and the core replays the batch without that write, this time with a savepoint around each
-//! write, so that further bad writes are rolled back alone. Either way the rest of the batch
-//! commits and nothing is applied twice. Errors are classified by SQLSTATE: serialization
-//! failures, deadlocks, lock timeouts and lost connections are retried with the whole batch.
+//! A batch is one transaction. Its writes are pipelined: the writer's connection is a
+//! tokio-postgres client driven by a current-thread runtime on the writer thread, and a group of
+//! writes of one statement is sent whole before the first reply is read, so a batch costs a few
+//! round trips instead of one per write. Runs of rows of a plain INSERT go as multi-row
+//! statements ([`MultiRow`]). Statements are prepared once per connection.
+//!
+//! The batch runs optimistically, without savepoints; a write that fails on its own aborts the
+//! transaction (PostgreSQL's rule), so the transaction is rolled back and the core replays the
+//! batch without that write, this time with a savepoint around each write, so that further bad
+//! writes are rolled back alone. A multi-row chunk has a savepoint of its own: a bad row in it
+//! undoes the chunk, whose rows then go one by one. Either way the rest of the batch commits
+//! and nothing is applied twice. Errors are classified by SQLSTATE: serialization failures,
+//! deadlocks, lock timeouts and lost connections are retried with the whole batch.
 //!
 //! A lost connection during COMMIT leaves the outcome unknown. Every batch therefore inserts a
 //! unique token into `sqlweir_commits` inside its transaction; after reconnecting, the token
@@ -47,9 +54,7 @@ impl Store {
         let config: Config = params.parse().map_err(|e: postgres::Error| OpenError::Setup(classify(&e)))?;
         let target = describe(&config);
         let connect_failed = |e: postgres::Error| OpenError::Connect { target: target.clone(), source: classify(&e) };
-        let mut writer_config = config.clone();
-        writer_config.application_name("sqlweir-writer");
-        let mut client = writer_config.connect(NoTls).map_err(connect_failed)?;
+        let mut client = config.connect(NoTls).map_err(connect_failed)?;
         let setup = |e: postgres::Error| OpenError::Setup(classify(&e));
         let lock_timeout = options.busy_timeout.as_millis().max(1);
         client.batch_execute(&format!("SET lock_timeout = '{lock_timeout}ms'")).map_err(setup)?;
@@ -70,17 +75,15 @@ impl Store {
                 client: Some(config.connect(NoTls).map_err(connect_failed)?),
             });
         }
-        let engine = PgBackend {
-            config: writer_config,
-            setup: format!("SET lock_timeout = '{lock_timeout}ms'"),
-            client: Some(client),
-            statements: HashMap::new(),
-            in_tx: false,
-            token: None,
-            prefix: format!("{:x}-{}", std::process::id(), crate::job::unix_ms(std::time::SystemTime::now())),
-            batches: 0,
-            careful: false,
-        };
+        // Migrations ran on the blocking client; the writer's own connection is the pipelining
+        // one (tokio-postgres on a runtime of the writer thread).
+        drop(client);
+        let mut pipelined: tokio_postgres::Config =
+            params.parse().map_err(|e: postgres::Error| OpenError::Setup(classify(&e)))?;
+        pipelined.application_name("sqlweir-writer");
+        let prefix = format!("{:x}-{}", std::process::id(), crate::job::unix_ms(std::time::SystemTime::now()));
+        let engine = PgBackend::new(pipelined, format!("SET lock_timeout = '{lock_timeout}ms'"), prefix)
+            .map_err(|source| OpenError::Connect { target: target.clone(), source })?;
         Store::with_engine(
             engine,
             Box::new(ReadPool::new(readers)),
@@ -126,13 +129,17 @@ fn migrate(client: &mut Client, steps: &[String]) -> Result<(), OpenError> {
     }
 }
 
-/// The writer's PostgreSQL connection.
+/// The writer's PostgreSQL connection: tokio-postgres driven by a current-thread runtime that
+/// lives on the writer thread, so that a group's writes are in flight together (one round trip
+/// for the lot, not one per write).
 pub(crate) struct PgBackend {
-    config: Config,
+    runtime: tokio::runtime::Runtime,
+    config: tokio_postgres::Config,
     setup: String,
     /// `None` after the connection was lost; the next `begin` reconnects.
-    client: Option<Client>,
-    statements: HashMap<String, Statement>,
+    client: Option<tokio_postgres::Client>,
+    /// Per connection: each statement's prepared form, and its multi-row forms.
+    statements: HashMap<String, Prepared>,
     in_tx: bool,
     /// The open transaction's commit token.
     token: Option<String>,
@@ -142,64 +149,485 @@ pub(crate) struct PgBackend {
     careful: bool,
 }
 
+/// A statement prepared on the writer's connection.
+struct Prepared {
+    single: Statement,
+    /// `Some` when runs of its rows may go as one multi-row INSERT (see [`MultiRow`]).
+    multi: Option<MultiRow>,
+    /// Multi-row forms prepared so far, by rows per statement (powers of two).
+    chunks: HashMap<usize, Statement>,
+}
+
+/// One step of a group's pipeline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Step {
+    /// Rows `start..start + len` as one multi-row INSERT, inside a savepoint of its own.
+    Chunk { start: usize, len: usize },
+    /// One row, inside a savepoint when `savepoint`.
+    Row { row: usize, savepoint: bool },
+}
+
+impl Step {
+    fn first_row(self) -> usize {
+        match self {
+            Step::Chunk { start, .. } => start,
+            Step::Row { row, .. } => row,
+        }
+    }
+
+    fn has_savepoint(self) -> bool {
+        matches!(self, Step::Chunk { .. } | Step::Row { savepoint: true, .. })
+    }
+}
+
+/// One request of a pipeline.
+enum Op<'a> {
+    Simple(&'static str),
+    Execute(Statement, Vec<PgParam<'a>>),
+}
+
+/// Where a group stopped early: the row, its error, and whether the transaction is still open.
+struct Stop {
+    row: usize,
+    error: BackendError,
+    kept: bool,
+}
+
+/// How the replies of one pipeline went.
+enum Walked {
+    /// Every step ran; results are recorded.
+    All,
+    /// Step `k` (relative) was refused inside its savepoint and undone alone: go on after it.
+    RowUndone(usize),
+    /// Chunk `k` (relative) was refused and undone: run its rows one by one.
+    ChunkUndone(usize),
+    /// The group ends here.
+    Stop(Stop),
+}
+
+/// Runs of fewer rows go one statement per row.
+const MULTI_MIN_ROWS: usize = 8;
+/// The largest multi-row statement, in rows (a power of two: few distinct statements to prepare).
+const MULTI_MAX_ROWS: usize = 512;
+/// PostgreSQL's limit on the parameters of one statement.
+const MAX_PARAMS: usize = 65_535;
+
 fn lost(message: &str) -> BackendError {
     BackendError::new(ErrorKind::Io, ErrorClass::Transient, None, format!("connection to PostgreSQL lost: {message}"))
 }
 
+/// Whether the error means the session is over (closed socket, a FATAL from the server such as
+/// `pg_terminate_backend`, a connection exception): then the outcome of a COMMIT is unknown.
+fn session_ended(e: &postgres::Error) -> bool {
+    if e.is_closed() || std::error::Error::source(e).is_some_and(<dyn std::error::Error>::is::<std::io::Error>) {
+        return true;
+    }
+    e.as_db_error().is_some_and(|db| matches!(db.severity(), "FATAL" | "PANIC") || db.code().code().starts_with("08"))
+}
+
 impl PgBackend {
-    fn client(&mut self) -> Result<&mut Client, BackendError> {
-        if self.client.as_ref().is_none_or(Client::is_closed) {
-            self.client = None;
-            self.statements.clear();
-            let mut client = self.config.connect(NoTls).map_err(|e| lost(&e.to_string()))?;
-            client.batch_execute(&self.setup).map_err(|e| lost(&e.to_string()))?;
-            self.client = Some(client);
-        }
-        self.client.as_mut().ok_or_else(|| lost("not connected"))
+    pub(crate) fn new(config: tokio_postgres::Config, setup: String, prefix: String) -> Result<Self, BackendError> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| {
+            BackendError::new(ErrorKind::Io, ErrorClass::Fatal, None, format!("cannot start the writer's runtime: {e}"))
+        })?;
+        let mut backend = PgBackend {
+            runtime,
+            config,
+            setup,
+            client: None,
+            statements: HashMap::new(),
+            in_tx: false,
+            token: None,
+            prefix,
+            batches: 0,
+            careful: false,
+        };
+        backend.connect()?;
+        Ok(backend)
     }
 
-    /// Records a failure; a lost connection also ends the transaction.
+    fn connect(&mut self) -> Result<(), BackendError> {
+        self.client = None;
+        self.statements.clear();
+        let (client, connection) =
+            self.runtime.block_on(self.config.connect(NoTls)).map_err(|e| lost(&e.to_string()))?;
+        // The connection task runs whenever the writer blocks on a request: the runtime's one
+        // thread is the writer's own.
+        self.runtime.spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "the writer's PostgreSQL connection ended");
+            }
+        });
+        self.runtime.block_on(client.batch_execute(&self.setup)).map_err(|e| lost(&e.to_string()))?;
+        self.client = Some(client);
+        Ok(())
+    }
+
+    fn connected(&self) -> bool {
+        self.client.as_ref().is_some_and(|c| !c.is_closed())
+    }
+
+    /// Classifies a failure; a session that ended also ends the transaction.
     fn failed(&mut self, e: &postgres::Error) -> BackendError {
-        let error = classify(e);
-        if self.client.as_ref().is_none_or(Client::is_closed) {
+        if session_ended(e) || !self.connected() {
             self.client = None;
+            self.statements.clear();
             self.in_tx = false;
+            return lost(&e.to_string());
         }
-        error
+        classify(e)
+    }
+
+    /// Runs statements without parameters, in one round trip.
+    fn simple(&mut self, sql: &str) -> Result<(), BackendError> {
+        let Some(client) = self.client.as_ref() else { return Err(lost("not connected")) };
+        match self.runtime.block_on(client.batch_execute(sql)) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.failed(&e)),
+        }
     }
 
     /// After a lost connection during COMMIT: reconnect and look for the batch's token.
     fn committed_despite(&mut self, token: &str) -> Option<bool> {
         for attempt in 0..5u32 {
-            if let Ok(client) = self.client()
-                && let Ok(rows) = client.query("SELECT 1 FROM sqlweir_commits WHERE token = $1", &[&token])
+            if !self.connected() {
+                let _ = self.connect();
+            }
+            if let Some(client) = self.client.as_ref()
+                && let Ok(rows) =
+                    self.runtime.block_on(client.query("SELECT 1 FROM sqlweir_commits WHERE token = $1", &[&token]))
             {
                 return Some(!rows.is_empty());
             }
+            self.client = None;
             std::thread::sleep(Duration::from_millis(50) * (attempt + 1));
         }
         None
     }
+
+    /// Prepares `sql` on first use on this connection, and learns whether its rows may go as
+    /// multi-row INSERTs.
+    fn prepare(&mut self, sql: &str) -> Result<(), BackendError> {
+        let Some(client) = self.client.as_ref() else { return Err(lost("not connected")) };
+        let translated = translate_placeholders(sql);
+        let prepared = self.runtime.block_on(async {
+            let single = client.prepare(&translated).await?;
+            let multi = match MultiRow::parse(&translated, single.params().len()) {
+                Some(shape) if shape.plain_table(client).await? => Some(shape),
+                _ => None,
+            };
+            Ok::<_, postgres::Error>(Prepared { single, multi, chunks: HashMap::new() })
+        });
+        match prepared {
+            Ok(p) => {
+                if self.statements.len() >= STATEMENT_CACHE {
+                    self.statements.clear();
+                }
+                self.statements.insert(sql.to_owned(), p);
+                Ok(())
+            }
+            Err(e) => Err(self.failed(&e)),
+        }
+    }
+
+    /// [`prepare`](Self::prepare) inside the batch: when careful, inside a savepoint, so a
+    /// statement the server cannot prepare is undone alone.
+    fn prepare_in_batch(&mut self, sql: &str) -> Result<(), BackendError> {
+        if self.statements.contains_key(sql) {
+            return Ok(());
+        }
+        if !self.careful {
+            return self.prepare(sql);
+        }
+        self.simple("SAVEPOINT sqlweir_write")?;
+        match self.prepare(sql) {
+            Ok(()) => self.simple("RELEASE SAVEPOINT sqlweir_write"),
+            Err(e) if e.class == ErrorClass::Rejected => {
+                self.undo(WRITE_SAVEPOINT)?;
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The multi-row form of `sql` for `rows` rows, prepared on first use.
+    fn chunk_statement(&mut self, sql: &str, rows: usize) -> Result<Statement, BackendError> {
+        let Some(client) = self.client.as_ref() else { return Err(lost("not connected")) };
+        let Some(prepared) = self.statements.get_mut(sql) else { return Err(lost("statement cache was reset")) };
+        if let Some(stmt) = prepared.chunks.get(&rows) {
+            return Ok(stmt.clone());
+        }
+        let Some(shape) = prepared.multi.as_ref() else { return Err(lost("not a multi-row statement")) };
+        match self.runtime.block_on(client.prepare(&shape.sql(rows))) {
+            Ok(stmt) => {
+                prepared.chunks.insert(rows, stmt.clone());
+                Ok(stmt)
+            }
+            Err(e) => Err(self.failed(&e)),
+        }
+    }
+
+    /// Cuts a group into steps: runs of accepted rows as multi-row chunks where the statement
+    /// allows it (largest power of two first), the rest one row each.
+    fn plan(&self, sql: &str, accepted: &[bool], params_per_row: usize) -> Vec<Step> {
+        let multi = self.statements.get(sql).is_some_and(|p| p.multi.is_some());
+        let cap = MAX_PARAMS.checked_div(params_per_row).unwrap_or(MULTI_MAX_ROWS).min(MULTI_MAX_ROWS);
+        let cap = if cap == 0 { 0 } else { 1 << cap.ilog2() };
+        let savepoint = self.careful;
+        let mut steps = Vec::new();
+        let mut i = 0;
+        while i < accepted.len() {
+            if !accepted[i] {
+                i += 1;
+                continue;
+            }
+            let mut left = accepted[i..].iter().take_while(|a| **a).count();
+            while multi && cap >= MULTI_MIN_ROWS && left >= MULTI_MIN_ROWS {
+                let len = (1usize << left.ilog2()).min(cap);
+                steps.push(Step::Chunk { start: i, len });
+                i += len;
+                left -= len;
+            }
+            for _ in 0..left {
+                steps.push(Step::Row { row: i, savepoint });
+                i += 1;
+            }
+        }
+        steps
+    }
+
+    /// The requests for `steps`, in order.
+    fn ops<'a>(&mut self, sql: &str, steps: &[Step], rows: &[&'a [Value]]) -> Result<Vec<Op<'a>>, BackendError> {
+        let Some(single) = self.statements.get(sql).map(|p| p.single.clone()) else {
+            return Err(lost("statement cache was reset"));
+        };
+        let mut ops = Vec::with_capacity(steps.len() * 3);
+        for step in steps {
+            match *step {
+                Step::Chunk { start, len } => {
+                    let stmt = self.chunk_statement(sql, len)?;
+                    let params = rows[start..start + len].iter().flat_map(|r| r.iter().map(PgParam)).collect();
+                    ops.push(Op::Simple("SAVEPOINT sqlweir_chunk"));
+                    ops.push(Op::Execute(stmt, params));
+                    ops.push(Op::Simple("RELEASE SAVEPOINT sqlweir_chunk"));
+                }
+                Step::Row { row, savepoint } => {
+                    let params = rows[row].iter().map(PgParam).collect();
+                    if savepoint {
+                        ops.push(Op::Simple("SAVEPOINT sqlweir_write"));
+                    }
+                    ops.push(Op::Execute(single.clone(), params));
+                    if savepoint {
+                        ops.push(Op::Simple("RELEASE SAVEPOINT sqlweir_write"));
+                    }
+                }
+            }
+        }
+        Ok(ops)
+    }
+
+    /// Sends `ops` without waiting between them, then collects every reply, in order.
+    fn pipeline(&mut self, ops: Vec<Op<'_>>) -> Result<Vec<Result<u64, postgres::Error>>, BackendError> {
+        let Some(client) = self.client.as_ref() else { return Err(lost("not connected")) };
+        Ok(self.runtime.block_on(send_all(client, ops)))
+    }
+
+    /// Reads one pipeline's replies step by step, recording each row's result, up to the first
+    /// refused step (after it the server ignored everything: the transaction was aborted).
+    fn walk(
+        &mut self,
+        steps: &[Step],
+        replies: Vec<Result<u64, postgres::Error>>,
+        results: &mut [Option<Result<Applied, BackendError>>],
+    ) -> Walked {
+        let mut replies = replies.into_iter();
+        for (k, step) in steps.iter().enumerate() {
+            let savepoint = step.has_savepoint();
+            let opened = if savepoint { replies.next() } else { None };
+            let executed = replies.next();
+            let released = if savepoint { replies.next() } else { None };
+            let outcome = match (opened, executed, released) {
+                (Some(Err(e)), ..) | (_, Some(Err(e)), _) | (_, _, Some(Err(e))) => Err(e),
+                (_, Some(Ok(n)), _) => Ok(n),
+                (_, None, _) => {
+                    return Walked::Stop(Stop { row: step.first_row(), error: lost("no reply"), kept: false });
+                }
+            };
+            let e = match outcome {
+                Ok(n) => {
+                    match *step {
+                        Step::Row { row, .. } => results[row] = Some(Ok(applied(n))),
+                        Step::Chunk { start, len } => {
+                            if n != len as u64 {
+                                tracing::warn!(
+                                    rows = len,
+                                    changed = n,
+                                    "a multi-row INSERT changed an unexpected number of rows"
+                                );
+                            }
+                            for slot in &mut results[start..start + len] {
+                                *slot = Some(Ok(applied(1)));
+                            }
+                        }
+                    }
+                    continue;
+                }
+                Err(e) => e,
+            };
+            let error = self.failed(&e);
+            let row = step.first_row();
+            if error.class != ErrorClass::Rejected {
+                return Walked::Stop(Stop { row, error, kept: false });
+            }
+            return match *step {
+                Step::Chunk { .. } => match self.undo(CHUNK_SAVEPOINT) {
+                    Ok(()) => Walked::ChunkUndone(k),
+                    Err(error) => Walked::Stop(Stop { row, error, kept: false }),
+                },
+                Step::Row { savepoint: true, .. } => match self.undo(WRITE_SAVEPOINT) {
+                    Ok(()) => {
+                        results[row] = Some(Err(error));
+                        Walked::RowUndone(k)
+                    }
+                    Err(error) => Walked::Stop(Stop { row, error, kept: false }),
+                },
+                Step::Row { savepoint: false, .. } => {
+                    // The transaction is aborted: roll it back; the core replays the batch
+                    // without this row, careful from then on.
+                    let error = match self.abandon() {
+                        Ok(()) => error,
+                        Err(e) => e,
+                    };
+                    Walked::Stop(Stop { row, error, kept: false })
+                }
+            };
+        }
+        Walked::All
+    }
+
+    /// Runs a group of rows of one prepared statement; each row's result, and where the group
+    /// stopped early, if it did.
+    fn run_group(
+        &mut self,
+        sql: &str,
+        rows: &[&[Value]],
+    ) -> (Vec<Option<Result<Applied, BackendError>>>, Option<Stop>) {
+        let types = self.statements[sql].single.params().to_vec();
+        // Values that cannot be sent are refused here, before the pipeline: they never reach
+        // the server, so they never abort the transaction.
+        let mut results: Vec<Option<Result<Applied, BackendError>>> =
+            rows.iter().map(|row| check_row(&types, row).err().map(Err)).collect();
+        let accepted: Vec<bool> = results.iter().map(Option::is_none).collect();
+        let mut steps = self.plan(sql, &accepted, types.len());
+        let mut from = 0;
+        while from < steps.len() {
+            let replies = match self.ops(sql, &steps[from..], rows).and_then(|ops| self.pipeline(ops)) {
+                Ok(replies) => replies,
+                Err(error) => return (results, Some(Stop { row: steps[from].first_row(), error, kept: false })),
+            };
+            match self.walk(&steps[from..], replies, &mut results) {
+                Walked::All => from = steps.len(),
+                Walked::RowUndone(k) => from += k + 1,
+                Walked::ChunkUndone(k) => {
+                    // Undone whole: its rows go again one by one, each in a savepoint, so that
+                    // only the bad one is rejected.
+                    let at = from + k;
+                    let Step::Chunk { start, len } = steps[at] else { unreachable!("only a chunk is expanded") };
+                    steps.splice(at..=at, (start..start + len).map(|row| Step::Row { row, savepoint: true }));
+                    from = at;
+                }
+                Walked::Stop(stop) => return (results, Some(stop)),
+            }
+        }
+        (results, None)
+    }
+
+    /// Undoes the failed step inside its savepoint; the transaction goes on.
+    fn undo(&mut self, savepoint: &str) -> Result<(), BackendError> {
+        if savepoint == WRITE_SAVEPOINT {
+            self.simple("ROLLBACK TO SAVEPOINT sqlweir_write; RELEASE SAVEPOINT sqlweir_write")
+        } else {
+            self.simple("ROLLBACK TO SAVEPOINT sqlweir_chunk; RELEASE SAVEPOINT sqlweir_chunk")
+        }
+    }
+
+    /// Abandons the transaction after a write the database refused outside a savepoint: the
+    /// core replays the batch without it, with a savepoint around each write.
+    fn abandon(&mut self) -> Result<(), BackendError> {
+        let undone = self.simple("ROLLBACK");
+        self.in_tx = false;
+        self.token = None;
+        self.careful = true;
+        undone
+    }
+}
+
+const WRITE_SAVEPOINT: &str = "sqlweir_write";
+const CHUNK_SAVEPOINT: &str = "sqlweir_chunk";
+
+fn applied(changes: u64) -> Applied {
+    Applied { changes, last_rowid: 0, returned: None }
+}
+
+/// Polls every request once, in order (each sends its messages on its first poll), then awaits
+/// the replies in order: the whole list goes out before the first reply is read.
+async fn send_all(client: &tokio_postgres::Client, ops: Vec<Op<'_>>) -> Vec<Result<u64, postgres::Error>> {
+    type Reply<'f> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, postgres::Error>> + 'f>>;
+    let mut futures: Vec<Reply<'_>> = ops
+        .iter()
+        .map(|op| -> Reply<'_> {
+            match op {
+                Op::Simple(sql) => Box::pin(async move { client.batch_execute(sql).await.map(|()| 0) }),
+                Op::Execute(stmt, params) => {
+                    Box::pin(client.execute_raw(stmt, params.iter().map(|p| p as &(dyn ToSql + Sync))))
+                }
+            }
+        })
+        .collect();
+    let mut replies: Vec<Option<Result<u64, postgres::Error>>> =
+        futures.iter_mut().map(|f| futures_util::FutureExt::now_or_never(f.as_mut())).collect();
+    for (future, reply) in futures.iter_mut().zip(replies.iter_mut()) {
+        if reply.is_none() {
+            *reply = Some(future.await);
+        }
+    }
+    replies.into_iter().map(|r| r.unwrap_or_else(|| unreachable!("every reply was awaited"))).collect()
+}
+
+/// Checks one row's values against the statement's parameter types before anything is sent.
+fn check_row(types: &[Type], row: &[Value]) -> Result<(), BackendError> {
+    let refuse = |message: String| Err(BackendError::new(ErrorKind::InvalidInput, ErrorClass::Rejected, None, message));
+    if types.len() != row.len() {
+        return refuse(format!("expected {} parameters but got {}", types.len(), row.len()));
+    }
+    let mut scratch = BytesMut::new();
+    for (i, (ty, value)) in types.iter().zip(row).enumerate() {
+        scratch.clear();
+        if let Err(e) = PgParam(value).to_sql(ty, &mut scratch) {
+            return refuse(format!("error serializing parameter {i}: {e}"));
+        }
+    }
+    Ok(())
 }
 
 impl Backend for PgBackend {
     fn begin(&mut self) -> Result<(), BackendError> {
         self.batches += 1;
         let token = format!("{}-{}", self.prefix, self.batches);
-        let client = self.client()?;
-        let result = client
-            .batch_execute("BEGIN")
-            .and_then(|()| client.execute("INSERT INTO sqlweir_commits(token) VALUES ($1)", &[&token]));
-        match result {
-            Ok(_) => {
+        if !self.connected() {
+            self.connect()?;
+        }
+        // The token is our own text (hex, digits and `-`), safe to inline: BEGIN and the token
+        // go in one round trip.
+        match self.simple(&format!("BEGIN; INSERT INTO sqlweir_commits(token) VALUES ('{token}')")) {
+            Ok(()) => {
                 self.in_tx = true;
                 self.token = Some(token);
                 Ok(())
             }
-            Err(e) => {
-                let error = self.failed(&e);
-                if let Some(c) = self.client.as_mut() {
-                    let _ = c.batch_execute("ROLLBACK");
+            Err(error) => {
+                if self.client.is_some() {
+                    let _ = self.simple("ROLLBACK");
                 }
                 self.in_tx = false;
                 Err(error)
@@ -208,57 +636,78 @@ impl Backend for PgBackend {
     }
 
     fn execute(&mut self, sql: &str, params: &[Value]) -> Result<Applied, BackendError> {
-        if let Some(keyword) = transaction_control(sql) {
-            return Err(BackendError::new(
+        let mut result = Err(lost("not run"));
+        self.execute_many(sql, None, &[params], &mut |_, r, _| {
+            result = r;
+            false
+        });
+        result
+    }
+
+    /// Runs a group of rows of one statement as a pipeline: every row's request is sent before
+    /// any reply is read, and runs of rows of a plain INSERT go as multi-row statements.
+    ///
+    /// Optimistic (no savepoints): the first row the database refuses aborts the transaction,
+    /// so it is rolled back and reported with `kept = false`, and the core replays the batch
+    /// without it, careful: a savepoint around each row; a refused row is undone alone and the
+    /// rest of the group is sent again after it. A multi-row chunk always has a savepoint of
+    /// its own: when one of its rows is refused the chunk is undone and its rows go one by one,
+    /// so that only the bad row is rejected.
+    fn execute_many(
+        &mut self,
+        sql: &str,
+        names: Option<&[String]>,
+        rows: &[&[Value]],
+        each: &mut dyn FnMut(usize, Result<Applied, BackendError>, bool) -> bool,
+    ) {
+        let refusal = if names.is_some() {
+            Some(BackendError::new(
                 ErrorKind::InvalidInput,
                 ErrorClass::Rejected,
                 None,
-                format!("{keyword} cannot go through the write queue: it would break the batch's transaction"),
-            ));
-        }
-        let careful = self.careful;
-        let Some(client) = self.client.as_mut() else { return Err(lost("not connected")) };
-        // Optimistic first: no savepoint, one round trip per write. A write that fails aborts
-        // the transaction; it is rolled back and the core replays the batch without that write,
-        // now `careful`: a savepoint around each write, so further bad writes of this batch are
-        // rolled back alone instead of causing one replay each.
-        if careful && let Err(e) = client.batch_execute("SAVEPOINT sqlweir_write") {
-            return Err(self.failed(&e));
-        }
-        let bound: Vec<PgParam<'_>> = params.iter().map(PgParam).collect();
-        let refs: Vec<&(dyn ToSql + Sync)> = bound.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-        let prepared = match self.statements.get(sql) {
-            Some(stmt) => Ok(stmt.clone()),
-            None => client.prepare(&translate_placeholders(sql)).inspect(|stmt| {
-                if self.statements.len() >= STATEMENT_CACHE {
-                    self.statements.clear();
-                }
-                self.statements.insert(sql.to_owned(), stmt.clone());
-            }),
+                "this database takes positional parameters only (?1, ?2, ...)",
+            ))
+        } else {
+            transaction_control(sql).map(|keyword| {
+                BackendError::new(
+                    ErrorKind::InvalidInput,
+                    ErrorClass::Rejected,
+                    None,
+                    format!("{keyword} cannot go through the write queue: it would break the batch's transaction"),
+                )
+            })
         };
-        let result = prepared.and_then(|stmt| client.execute(&stmt, &refs));
-        let outcome = match result {
-            Ok(changes) if careful => client.batch_execute("RELEASE SAVEPOINT sqlweir_write").map(|()| changes),
-            other => other,
-        };
-        match outcome {
-            Ok(changes) => Ok(Applied { changes, last_rowid: 0, returned: None }),
-            Err(e) => {
-                let error = self.failed(&e);
-                if error.class != ErrorClass::Rejected {
-                    return Err(error);
+        if let Some(error) = refusal {
+            for i in 0..rows.len() {
+                if !each(i, Err(error.clone()), true) {
+                    return;
                 }
-                let Some(client) = self.client.as_mut() else { return Err(error) };
-                let undo = if careful { "ROLLBACK TO SAVEPOINT sqlweir_write" } else { "ROLLBACK" };
-                if let Err(e) = client.batch_execute(undo) {
-                    return Err(self.failed(&e));
+            }
+            return;
+        }
+        if let Err(error) = self.prepare_in_batch(sql) {
+            if error.class == ErrorClass::Rejected && self.careful {
+                // Undone alone; every row of the group has this statement.
+                for i in 0..rows.len() {
+                    if !each(i, Err(error.clone()), true) {
+                        return;
+                    }
                 }
-                if !careful {
-                    self.in_tx = false;
-                    self.token = None;
-                    self.careful = true;
-                }
-                Err(error)
+                return;
+            }
+            let error = if error.class == ErrorClass::Rejected { self.abandon().err().unwrap_or(error) } else { error };
+            each(0, Err(error), false);
+            return;
+        }
+        let (results, stop) = self.run_group(sql, rows);
+        for (i, result) in results.into_iter().enumerate() {
+            if let Some(stop) = stop.as_ref().filter(|s| s.row == i) {
+                each(i, Err(stop.error.clone()), stop.kept);
+                return;
+            }
+            let result = result.unwrap_or_else(|| Err(lost("no reply for this write")));
+            if !each(i, result, true) {
+                return;
             }
         }
     }
@@ -267,15 +716,14 @@ impl Backend for PgBackend {
         let token = self.token.take();
         // The batch ends here either way: the next one starts optimistic again.
         self.careful = false;
-        let client = self.client.as_mut().ok_or_else(|| lost("not connected"))?;
-        let result = client.batch_execute("COMMIT");
+        let Some(client) = self.client.as_ref() else { return Err(lost("not connected")) };
+        let result = self.runtime.block_on(client.batch_execute("COMMIT"));
         self.in_tx = false;
         match result {
             Ok(()) => {
                 if self.batches.is_multiple_of(PRUNE_EVERY) {
-                    let _ = client.batch_execute(
-                        "DELETE FROM sqlweir_commits WHERE committed_at < now() - interval '10 minutes'",
-                    );
+                    let _ =
+                        self.simple("DELETE FROM sqlweir_commits WHERE committed_at < now() - interval '10 minutes'");
                 }
                 Ok(())
             }
@@ -284,7 +732,7 @@ impl Backend for PgBackend {
                 if self.client.is_some() {
                     return Err(error); // the server refused the commit: nothing was applied
                 }
-                // The connection died during COMMIT: the token tells what happened.
+                // The session ended during COMMIT: the token tells what happened.
                 match token.as_deref().and_then(|t| self.committed_despite(t)) {
                     Some(true) => Ok(()),
                     Some(false) => Err(error),
@@ -306,10 +754,7 @@ impl Backend for PgBackend {
             return Ok(());
         }
         self.in_tx = false;
-        match self.client.as_mut() {
-            Some(client) => client.batch_execute("ROLLBACK").map_err(|e| self.failed(&e)),
-            None => Ok(()),
-        }
+        if self.client.is_some() { self.simple("ROLLBACK") } else { Ok(()) }
     }
 
     fn in_transaction(&self) -> bool {
@@ -319,14 +764,23 @@ impl Backend for PgBackend {
 
 impl Engine for PgBackend {
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<Rows, QueryError> {
-        let client = self.client.as_mut().ok_or_else(|| QueryError::Database(lost("not connected")))?;
-        run_query(client, sql, params)
+        let Some(client) = self.client.as_ref() else { return Err(QueryError::Database(lost("not connected"))) };
+        let bound: Vec<PgParam<'_>> = params.iter().map(PgParam).collect();
+        let refs: Vec<&(dyn ToSql + Sync)> = bound.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        let translated = translate_placeholders(sql);
+        let result = self.runtime.block_on(async {
+            let stmt = client.prepare(&translated).await?;
+            let rows = client.query(&stmt, &refs).await?;
+            Ok::<_, postgres::Error>((stmt, rows))
+        });
+        match result {
+            Ok((stmt, rows)) => to_rows(&stmt, &rows),
+            Err(e) => Err(QueryError::Database(self.failed(&e))),
+        }
     }
 
     fn finish(&mut self) -> Result<(), CloseError> {
-        if let Some(client) = self.client.take() {
-            let _ = client.close();
-        }
+        self.client = None;
         Ok(())
     }
 }
@@ -352,10 +806,15 @@ fn run_query(client: &mut Client, sql: &str, params: &[Value]) -> Result<Rows, Q
     let refs: Vec<&(dyn ToSql + Sync)> = bound.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
     let db = |e: postgres::Error| QueryError::Database(classify(&e));
     let stmt = client.prepare(&translate_placeholders(sql)).map_err(db)?;
-    let columns: Vec<String> = stmt.columns().iter().map(|c| c.name().to_owned()).collect();
     let rows = client.query(&stmt, &refs).map_err(db)?;
+    to_rows(&stmt, &rows)
+}
+
+/// A query's rows as values.
+fn to_rows(stmt: &Statement, rows: &[postgres::Row]) -> Result<Rows, QueryError> {
+    let columns: Vec<String> = stmt.columns().iter().map(|c| c.name().to_owned()).collect();
     let mut out = Vec::with_capacity(rows.len());
-    for row in &rows {
+    for row in rows {
         let mut values = Vec::with_capacity(columns.len());
         for (i, column) in row.columns().iter().enumerate() {
             values.push(read_value(row, i, column.type_()).map_err(|message| {
@@ -529,6 +988,214 @@ fn dollar_tag(chars: &[char]) -> Option<Vec<char>> {
     (starts_well && tag.iter().all(|c| c.is_alphanumeric() || *c == '_')).then(|| chars[..=close].to_vec())
 }
 
+/// A plain `INSERT INTO table [(columns)] VALUES (tuple)` whose rows may go several to one
+/// statement: `VALUES (tuple 1), (tuple 2), ...` with the parameters renumbered.
+///
+/// Only where that changes nothing a write can see: the tuple holds parameters, literals,
+/// casts and operators but no parentheses (so no function call and no subquery, which would
+/// see the table as before the whole statement instead of before each row), nothing follows it
+/// (no `ON CONFLICT`, no `RETURNING`), and the target is an ordinary table without user
+/// triggers or rules (checked in the catalog when the statement is first prepared on a
+/// connection), so each row inserts exactly one row and nothing fires once per statement.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct MultiRow {
+    /// The text before the tuple (`INSERT INTO t(a, b) VALUES `).
+    head: String,
+    /// The tuple, cut at its parameters.
+    tuple: Vec<Piece>,
+    /// What follows the tuple (blanks, comments, `;`).
+    tail: String,
+    /// Parameters per row.
+    params: usize,
+    /// The target table as written (`events`, `app."Events"`), for the catalog check.
+    table: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Piece {
+    Text(String),
+    Param(usize),
+}
+
+/// A token of a statement, with where it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Token<'a> {
+    Word(&'a str),
+    QuotedName,
+    Literal,
+    Param(usize),
+    Punct(char),
+}
+
+/// Cuts translated SQL (placeholders `$n`) into tokens, skipping blanks and comments. `None`
+/// for text it does not understand (an unterminated quote or comment).
+fn tokens(sql: &str) -> Option<Vec<(Token<'_>, std::ops::Range<usize>)>> {
+    let bytes = sql.as_bytes();
+    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80;
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        let start = i;
+        let token = match b {
+            _ if b.is_ascii_whitespace() => {
+                i += 1;
+                continue;
+            }
+            b'-' if bytes.get(i + 1) == Some(&b'-') => {
+                i = sql[i..].find('\n').map_or(bytes.len(), |p| i + p);
+                continue;
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                i = i + 2 + sql[i + 2..].find("*/")? + 2;
+                continue;
+            }
+            b'\'' | b'"' => {
+                // A doubled quote inside is the quote itself: the scan goes on past it.
+                let mut j = i + 1;
+                loop {
+                    j += sql[j..].find(b as char)?;
+                    if bytes.get(j + 1) == Some(&b) {
+                        j += 2;
+                    } else {
+                        break;
+                    }
+                }
+                i = j + 1;
+                if b == b'"' { Token::QuotedName } else { Token::Literal }
+            }
+            b'$' if bytes.get(i + 1).is_some_and(u8::is_ascii_digit) => {
+                let digits = sql[i + 1..].bytes().take_while(u8::is_ascii_digit).count();
+                i += 1 + digits;
+                Token::Param(sql[start + 1..i].parse().ok()?)
+            }
+            b'$' => {
+                let chars: Vec<char> = sql[i..].chars().collect();
+                let tag: String = dollar_tag(&chars)?.into_iter().collect();
+                let body = i + tag.len();
+                i = body + sql[body..].find(&tag)? + tag.len();
+                Token::Literal
+            }
+            _ if b.is_ascii_digit() || (b == b'.' && bytes.get(i + 1).is_some_and(u8::is_ascii_digit)) => {
+                i += sql[i..].bytes().take_while(|c| c.is_ascii_alphanumeric() || *c == b'.').count();
+                Token::Literal
+            }
+            _ if word(b) => {
+                i += sql[i..].bytes().take_while(|c| word(*c)).count();
+                Token::Word(&sql[start..i])
+            }
+            _ => {
+                let c = sql[i..].chars().next()?;
+                i += c.len_utf8();
+                Token::Punct(c)
+            }
+        };
+        out.push((token, start..i));
+    }
+    Some(out)
+}
+
+impl MultiRow {
+    /// The shape of `sql` (placeholders already `$n`), if its rows may be combined.
+    fn parse(sql: &str, params: usize) -> Option<MultiRow> {
+        let toks = tokens(sql)?;
+        let is = |t: Option<&(Token<'_>, std::ops::Range<usize>)>, kw: &str| matches!(t, Some((Token::Word(w), _)) if w.eq_ignore_ascii_case(kw));
+        if !is(toks.first(), "insert") || !is(toks.get(1), "into") {
+            return None;
+        }
+        // The table: a name, or schema.name, each plain or quoted.
+        let name = |t: Option<&(Token<'_>, std::ops::Range<usize>)>| {
+            matches!(t, Some((Token::QuotedName, _)))
+                || matches!(t, Some((Token::Word(w), _)) if !w.contains('$') && !w.eq_ignore_ascii_case("values"))
+        };
+        if !name(toks.get(2)) {
+            return None;
+        }
+        let mut at = 3;
+        if matches!(toks.get(3), Some((Token::Punct('.'), _))) && name(toks.get(4)) {
+            at = 5;
+        }
+        let table = sql[toks[2].1.start..toks[at - 1].1.end].to_owned();
+        // An optional column list of names and commas, then VALUES.
+        if matches!(toks.get(at), Some((Token::Punct('('), _))) {
+            at += 1;
+            while let Some((t, _)) = toks.get(at) {
+                match t {
+                    Token::Punct(')') => break,
+                    Token::Word(_) | Token::QuotedName | Token::Punct(',') => at += 1,
+                    _ => return None,
+                }
+            }
+            at += 1;
+        }
+        if !is(toks.get(at), "values") || !matches!(toks.get(at + 1), Some((Token::Punct('('), _))) {
+            return None;
+        }
+        let open = toks[at + 1].1.start;
+        let mut tuple = Vec::new();
+        let mut text_from = open;
+        let mut seen = vec![false; params];
+        let mut k = at + 2;
+        let close = loop {
+            let (t, span) = toks.get(k)?;
+            match t {
+                Token::Punct(')') => break span.end,
+                Token::Punct('(' | ';') => return None,
+                Token::Param(n) => {
+                    *seen.get_mut(n.checked_sub(1)?)? = true;
+                    tuple.push(Piece::Text(sql[text_from..span.start].to_owned()));
+                    tuple.push(Piece::Param(*n));
+                    text_from = span.end;
+                }
+                _ => {}
+            }
+            k += 1;
+        };
+        tuple.push(Piece::Text(sql[text_from..close].to_owned()));
+        // Nothing but `;` may follow; every parameter is in the tuple.
+        if toks[k + 1..].iter().any(|(t, _)| *t != Token::Punct(';')) || !seen.iter().all(|s| *s) {
+            return None;
+        }
+        Some(MultiRow { head: sql[..open].to_owned(), tuple, tail: sql[close..].to_owned(), params, table })
+    }
+
+    /// The statement for `rows` rows.
+    fn sql(&self, rows: usize) -> String {
+        let mut out = self.head.clone();
+        for r in 0..rows {
+            if r > 0 {
+                out.push_str(", ");
+            }
+            for piece in &self.tuple {
+                match piece {
+                    Piece::Text(t) => out.push_str(t),
+                    Piece::Param(n) => {
+                        out.push('$');
+                        out.push_str(&(n + r * self.params).to_string());
+                    }
+                }
+            }
+        }
+        out.push_str(&self.tail);
+        out
+    }
+
+    /// Whether the target is an ordinary table without user triggers or rules, so that rows
+    /// combined into one statement behave as they would one by one.
+    async fn plain_table(&self, client: &tokio_postgres::Client) -> Result<bool, postgres::Error> {
+        let rows = client
+            .query(
+                "SELECT c.relkind = 'r' \
+                   AND NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal) \
+                   AND NOT EXISTS (SELECT 1 FROM pg_rewrite r WHERE r.ev_class = c.oid AND r.rulename <> '_RETURN') \
+                 FROM pg_class c WHERE c.oid = to_regclass($1)",
+                &[&self.table],
+            )
+            .await?;
+        Ok(rows.first().is_some_and(|r| r.get::<_, bool>(0)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -546,6 +1213,53 @@ mod tests {
         assert_eq!(translate_placeholders("SELECT $$ why? $$, ?"), "SELECT $$ why? $$, $1");
         assert_eq!(translate_placeholders("SELECT $fn$ a ?1 $x$ ? $fn$, ?2"), "SELECT $fn$ a ?1 $x$ ? $fn$, $2");
         assert_eq!(translate_placeholders("SELECT $$ unterminated ?"), "SELECT $$ unterminated ?");
+    }
+
+    #[test]
+    fn plain_inserts_become_multi_row_statements_and_nothing_else_does() {
+        let shape = MultiRow::parse("INSERT INTO events(ts, source) VALUES ($1, $2::text)", 2).expect("plain insert");
+        assert_eq!(shape.table, "events");
+        assert_eq!(
+            shape.sql(3),
+            "INSERT INTO events(ts, source) VALUES ($1, $2::text), ($3, $4::text), ($5, $6::text)"
+        );
+        let quoted = MultiRow::parse("insert into app.\"Odd \"\"name\" values ('a''b', $1, NULL, DEFAULT);", 1)
+            .expect("quoted names, literals, keywords");
+        assert_eq!(quoted.table, "app.\"Odd \"\"name\"");
+        assert_eq!(
+            quoted.sql(2),
+            "insert into app.\"Odd \"\"name\" values ('a''b', $1, NULL, DEFAULT), ('a''b', $2, NULL, DEFAULT);"
+        );
+        assert_eq!(
+            MultiRow::parse("INSERT INTO t VALUES ($2, $1) -- note", 2).expect("any order").sql(2),
+            "INSERT INTO t VALUES ($2, $1), ($4, $3) -- note"
+        );
+        for sql in [
+            "INSERT INTO t(k) VALUES ($1) ON CONFLICT DO NOTHING",
+            "INSERT INTO t(k) VALUES ($1) RETURNING k",
+            "INSERT INTO t(k) VALUES (lower($1))",
+            "INSERT INTO t(k) VALUES ((SELECT max(k) FROM t) + $1)",
+            "INSERT INTO t(k) SELECT $1",
+            "WITH x AS (SELECT 1) INSERT INTO t(k) VALUES ($1)",
+            "UPDATE t SET k = $1",
+            "INSERT INTO t(k) VALUES ($1), ($2)",
+            "INSERT INTO t(k) VALUES ($1); DELETE FROM t",
+            "INSERT INTO t(k) VALUES ('unterminated",
+            "INSERT INTO t(k, v) VALUES ($1, 'x') ",
+        ] {
+            let params = if sql.contains("$2") { 2 } else { 1 };
+            let shape = MultiRow::parse(sql, params);
+            if sql.ends_with("'x') ") {
+                assert!(shape.is_some(), "{sql}");
+            } else {
+                assert_eq!(shape, None, "{sql}");
+            }
+        }
+        assert_eq!(MultiRow::parse("INSERT INTO t(a, b) VALUES ($1, 0)", 2), None, "a parameter outside the tuple");
+        assert_eq!(
+            MultiRow::parse("INSERT INTO t(k) VALUES ($$ a ) b $$ || $1)", 1).map(|m| m.sql(2)),
+            Some("INSERT INTO t(k) VALUES ($$ a ) b $$ || $1), ($$ a ) b $$ || $2)".into())
+        );
     }
 
     #[test]
