@@ -54,7 +54,7 @@ impl ErrorKind {
 }
 
 /// A backend failure, classified at the backend's edge.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BackendError {
     /// What kind of failure.
     pub kind: ErrorKind,

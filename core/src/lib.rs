@@ -43,7 +43,7 @@ pub use backend::{Applied, Backend, Returned};
 pub use batch::{BatchOutcome, Batcher, ManyOutcome, Receipt, Rows, Write, WriteResult, apply};
 pub use breaker::{Breaker, BreakerState, Transition};
 pub use error::{BackendError, ErrorClass, ErrorKind, WriteError};
-pub use joblock::{JobLocks, JobOutcome, JobRun, JobStatus, JobToken};
+pub use joblock::{JobLocks, JobOutcome, JobRun, JobStatus, JobToken, Lease, LeaseDecision};
 pub use metrics::{Health, HealthStatus, MetricsSnapshot};
 pub use pipeline::{
     Action, Attempted, Backpressure, Batch, Body, BodyOutcome, NoTransactions, Pipeline, Pushed, Settled, SettledEntry,

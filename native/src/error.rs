@@ -151,6 +151,21 @@ pub enum LockError {
     /// The store was closed.
     #[error("store is closed: open it again to take job locks")]
     Closed,
+    /// The guard's lease expired and another holder took the job (this holder stalled past
+    /// the lease time): its fencing token is stale and refused.
+    #[error(
+        "job {name:?} was taken by another holder after this holder's lease expired (token {token} is stale); \
+         stop the job's work, and keep pauses shorter than Options::job_lease"
+    )]
+    Lost {
+        /// The job's name.
+        name: String,
+        /// The stale fencing token.
+        token: u64,
+    },
+    /// The database holding the job leases failed.
+    #[error("job lease database failed: {0}; check the database and try again")]
+    Database(BackendError),
 }
 
 /// Why closing did not finish cleanly. The store is closed either way.

@@ -63,6 +63,7 @@ mod engine;
 mod error;
 mod files;
 mod job;
+mod lease;
 mod open;
 mod options;
 #[cfg(feature = "postgres")]

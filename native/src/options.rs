@@ -32,6 +32,7 @@ pub struct Options {
     pub(crate) busy_timeout: Duration,
     pub(crate) read_connections: usize,
     pub(crate) seed: Option<u64>,
+    pub(crate) job_lease: Duration,
 }
 
 impl Default for Options {
@@ -45,6 +46,7 @@ impl Default for Options {
             busy_timeout: Duration::from_millis(5),
             read_connections: 4,
             seed: None,
+            job_lease: Duration::from_secs(30),
         }
     }
 }
@@ -126,6 +128,14 @@ impl Options {
     /// Read-only connections for queries (default 4, at least 1).
     pub fn read_connections(mut self, n: usize) -> Self {
         self.read_connections = n.max(1);
+        self
+    }
+
+    /// How long a job lock's lease lasts without renewal (default 30 s, at least 300 ms). A
+    /// guard renews it every third of that; a holder that dies loses the job when it expires,
+    /// and one that stalls longer than this may find it taken (its token then refused).
+    pub fn job_lease(mut self, d: Duration) -> Self {
+        self.job_lease = d.max(Duration::from_millis(300));
         self
     }
 

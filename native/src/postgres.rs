@@ -25,11 +25,15 @@ use std::time::Duration;
 use bytes::BytesMut;
 use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use postgres::{Client, Config, NoTls, Statement};
-use sqlweir_core::{Applied, Backend, BackendError, ErrorClass, ErrorKind, Value};
+use sqlweir_core::joblock::{self, HISTORY_LEN};
+use sqlweir_core::{
+    Applied, Backend, BackendError, ErrorClass, ErrorKind, JobOutcome, JobRun, JobStatus, Lease, LeaseDecision, Value,
+};
 
 use crate::Options;
 use crate::engine::Engine;
 use crate::error::{CloseError, OpenError, QueryError};
+use crate::lease::{Attempt, LeaseDb, Leases, QUEUE_HOLD, run_from_parts};
 use crate::read::{ReadPool, Reader, Rows};
 use crate::store::Store;
 
@@ -84,9 +88,13 @@ impl Store {
         let prefix = format!("{:x}-{}", std::process::id(), crate::job::unix_ms(std::time::SystemTime::now()));
         let engine = PgBackend::new(pipelined, format!("SET lock_timeout = '{lock_timeout}ms'"), prefix)
             .map_err(|source| OpenError::Connect { target: target.clone(), source })?;
+        let mut lease_config = config.clone();
+        lease_config.application_name("sqlweir-jobs");
+        let leases = Leases::new(Box::new(move || PgLeases::open(&lease_config)), options.job_lease);
         Store::with_engine(
             engine,
             Box::new(ReadPool::new(readers)),
+            leases,
             "postgresql".into(),
             format!("PostgreSQL {version}"),
             options,
@@ -782,6 +790,266 @@ impl Engine for PgBackend {
     fn finish(&mut self) -> Result<(), CloseError> {
         self.client = None;
         Ok(())
+    }
+}
+
+/// The lease rows of a PostgreSQL database on a connection of their own (`sqlweir-jobs`), and
+/// a session advisory lock per job held, `pg_advisory_lock(JOB_LOCKS, hash(name))`.
+///
+/// The server's clock decides expiry, so machines with skewed clocks agree. The row decides
+/// who holds the job; the advisory lock shows it to the server: `pg_locks` names the session
+/// that holds each job, the server drops it when that session ends, and a tool outside
+/// sqlweir can wait on it (`pg_advisory_lock` blocks until the job is released or its holder's
+/// session is gone). It is taken with each grant and taken back by the holder's renewal after
+/// a reconnect. A session that dies frees its advisory lock at once, but its holder may only be
+/// reconnecting, so the job is free for sqlweir only when the lease expires, as on SQLite; and
+/// an expired lease is granted even while the stalled holder's session keeps its advisory lock
+/// (the new holder takes it at its renewal once that session lets go).
+pub(crate) struct PgLeases {
+    client: Client,
+    /// Jobs whose advisory lock this session holds.
+    advisory: std::collections::HashSet<String>,
+}
+
+/// The advisory lock space of held jobs (`pg_advisory_lock(JOB_LOCKS, hash)`): two 32-bit keys,
+/// so the application's own single-key advisory locks never collide with them.
+const JOB_LOCKS: i32 = 0x5371_6a62;
+/// The advisory lock space in which grant decisions are serialised (transaction locks).
+const JOB_DECISIONS: i32 = 0x5371_6a63;
+
+/// The second advisory key of a job: FNV-1a of its name (names that collide only share the
+/// advisory lock; the lease rows stay apart).
+fn job_key(name: &str) -> i32 {
+    let hash = name.bytes().fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+    hash as i32
+}
+
+const PG_NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::int8";
+
+fn pg_failed(e: &postgres::Error) -> BackendError {
+    if session_ended(e) { lost(&e.to_string()) } else { classify(e) }
+}
+
+impl PgLeases {
+    fn open(config: &Config) -> Result<Box<dyn LeaseDb>, BackendError> {
+        let mut client = config.connect(NoTls).map_err(|e| pg_failed(&e))?;
+        // A decision stalled inside its transaction (a stopped process) blocks the others at
+        // most this long; they fail with a lock timeout and may try again.
+        client.batch_execute("SET lock_timeout = '5s'").map_err(|e| pg_failed(&e))?;
+        let mut tx = client.transaction().map_err(|e| pg_failed(&e))?;
+        // Two stores creating the tables at once would race in the catalog.
+        tx.execute("SELECT pg_advisory_xact_lock($1, 0)", &[&JOB_DECISIONS]).map_err(|e| pg_failed(&e))?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS _sqlweir_jobs(name text PRIMARY KEY, token int8 NOT NULL, \
+             holder text, owner text, since_ms int8, expires_ms int8, \
+             queued_owner text, queued_holder text, queued_until_ms int8); \
+             CREATE TABLE IF NOT EXISTS _sqlweir_job_runs(name text NOT NULL, token int8 NOT NULL, holder text NOT NULL, \
+             started_ms int8 NOT NULL, duration_ms int8 NOT NULL, failure text, PRIMARY KEY(name, token))",
+        )
+        .map_err(|e| pg_failed(&e))?;
+        tx.commit().map_err(|e| pg_failed(&e))?;
+        Ok(Box::new(PgLeases { client, advisory: std::collections::HashSet::new() }))
+    }
+
+    fn try_advisory(&mut self, name: &str) -> Result<bool, BackendError> {
+        if self.advisory.contains(name) {
+            return Ok(true);
+        }
+        let got: bool = self
+            .client
+            .query_one("SELECT pg_try_advisory_lock($1, $2)", &[&JOB_LOCKS, &job_key(name)])
+            .map_err(|e| pg_failed(&e))?
+            .get(0);
+        if got {
+            self.advisory.insert(name.to_owned());
+        }
+        Ok(got)
+    }
+
+    fn drop_advisory(&mut self, name: &str) -> Result<(), BackendError> {
+        if self.advisory.remove(name) {
+            self.client
+                .execute("SELECT pg_advisory_unlock($1, $2)", &[&JOB_LOCKS, &job_key(name)])
+                .map_err(|e| pg_failed(&e))?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads a lease row (`FOR UPDATE` inside a transaction) and the server's clock.
+fn pg_lease(
+    client: &mut impl postgres::GenericClient,
+    name: &str,
+    for_update: bool,
+) -> Result<(Option<Lease>, u64), postgres::Error> {
+    let lock = if for_update { " FOR UPDATE" } else { "" };
+    let now: i64 = client.query_one(&format!("SELECT {PG_NOW_MS}"), &[])?.get(0);
+    let rows = client.query(
+        &format!(
+            "SELECT holder, owner, token, since_ms, expires_ms, queued_owner, queued_holder, queued_until_ms \
+             FROM _sqlweir_jobs WHERE name = $1{lock}"
+        ),
+        &[&name],
+    )?;
+    let lease = rows.first().map(|r| {
+        let queued = match (r.get::<_, Option<String>>(5), r.get::<_, Option<String>>(6)) {
+            (Some(o), Some(h)) => Some((o, h, r.get::<_, Option<i64>>(7).unwrap_or(0) as u64)),
+            _ => None,
+        };
+        Lease {
+            holder: r.get(0),
+            owner: r.get(1),
+            token: r.get::<_, i64>(2) as u64,
+            since_ms: r.get::<_, Option<i64>>(3).unwrap_or(0) as u64,
+            expires_ms: r.get::<_, Option<i64>>(4).unwrap_or(0) as u64,
+            queued,
+        }
+    });
+    Ok((lease, now as u64))
+}
+
+fn pg_record_run(
+    tx: &mut postgres::Transaction<'_>,
+    name: &str,
+    token: u64,
+    run: &JobRun,
+) -> Result<(), postgres::Error> {
+    let failure = match &run.outcome {
+        JobOutcome::Succeeded => None,
+        JobOutcome::Failed(why) => Some(why.as_str()),
+    };
+    tx.execute(
+        "INSERT INTO _sqlweir_job_runs(name, token, holder, started_ms, duration_ms, failure) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name, token) DO NOTHING",
+        &[&name, &(token as i64), &run.holder, &(run.started_ms as i64), &(run.duration_ms as i64), &failure],
+    )?;
+    tx.execute(
+        "DELETE FROM _sqlweir_job_runs WHERE name = $1 AND token NOT IN \
+         (SELECT token FROM _sqlweir_job_runs WHERE name = $1 ORDER BY token DESC LIMIT $2)",
+        &[&name, &(HISTORY_LEN as i64)],
+    )?;
+    Ok(())
+}
+
+impl LeaseDb for PgLeases {
+    fn attempt(
+        &mut self,
+        name: &str,
+        holder: &str,
+        owner: &str,
+        ttl: Duration,
+        queue: bool,
+    ) -> Result<Attempt, BackendError> {
+        let mut tx = self.client.transaction().map_err(|e| pg_failed(&e))?;
+        // One decision at a time per job, also while its row does not exist yet (FOR UPDATE
+        // locks nothing then). A key apart from the holder's session lock, which a stalled
+        // holder may keep.
+        tx.execute("SELECT pg_advisory_xact_lock($1, $2)", &[&JOB_DECISIONS, &job_key(name)])
+            .map_err(|e| pg_failed(&e))?;
+        let (lease, now) = pg_lease(&mut tx, name, true).map_err(|e| pg_failed(&e))?;
+        let decision = joblock::decide(lease.as_ref(), owner, now, queue);
+        let attempt = match decision {
+            LeaseDecision::Grant { token, expired } => {
+                let run = |e: postgres::Error| pg_failed(&e);
+                if let Some(expired) = expired {
+                    pg_record_run(&mut tx, name, token - 1, &expired).map_err(run)?;
+                }
+                tx.execute(
+                    "INSERT INTO _sqlweir_jobs(name, token, holder, owner, since_ms, expires_ms) \
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO UPDATE SET token = excluded.token, \
+                     holder = excluded.holder, owner = excluded.owner, since_ms = excluded.since_ms, \
+                     expires_ms = excluded.expires_ms, queued_owner = NULL, queued_holder = NULL, queued_until_ms = NULL",
+                    &[&name, &(token as i64), &holder, &owner, &(now as i64), &((now + ttl.as_millis() as u64) as i64)],
+                )
+                .map_err(run)?;
+                Attempt::Granted(token)
+            }
+            LeaseDecision::Busy { status, queue } => {
+                if queue {
+                    tx.execute(
+                        "UPDATE _sqlweir_jobs SET queued_owner = $2, queued_holder = $3, queued_until_ms = $4 WHERE name = $1",
+                        &[&name, &owner, &holder, &((now + QUEUE_HOLD.as_millis() as u64) as i64)],
+                    )
+                    .map_err(|e| pg_failed(&e))?;
+                }
+                Attempt::Busy(status)
+            }
+        };
+        tx.commit().map_err(|e| pg_failed(&e))?;
+        if matches!(attempt, Attempt::Granted(_)) {
+            // Best effort: a stalled former holder's session may still keep it; renewals try
+            // again.
+            self.try_advisory(name)?;
+        }
+        Ok(attempt)
+    }
+
+    fn renew(&mut self, name: &str, owner: &str, token: u64, ttl: Duration) -> Result<bool, BackendError> {
+        // After a reconnect the session lost its advisory locks: take this one back (best
+        // effort; the row decides).
+        let _ = self.try_advisory(name)?;
+        let changed = self
+            .client
+            .execute(
+                &format!(
+                    "UPDATE _sqlweir_jobs SET expires_ms = {PG_NOW_MS} + $4 \
+                     WHERE name = $1 AND owner = $2 AND token = $3 AND holder IS NOT NULL"
+                ),
+                &[&name, &owner, &(token as i64), &(ttl.as_millis() as i64)],
+            )
+            .map_err(|e| pg_failed(&e))?;
+        if changed == 0 {
+            self.drop_advisory(name)?;
+        }
+        Ok(changed == 1)
+    }
+
+    fn release(&mut self, name: &str, owner: &str, token: u64, outcome: &JobOutcome) -> Result<bool, BackendError> {
+        let mut tx = self.client.transaction().map_err(|e| pg_failed(&e))?;
+        let (lease, now) = pg_lease(&mut tx, name, true).map_err(|e| pg_failed(&e))?;
+        let released = joblock::still_granted(lease.as_ref(), owner, token);
+        if let Some(lease) = lease.filter(|_| released) {
+            tx.execute(
+                "UPDATE _sqlweir_jobs SET holder = NULL, owner = NULL, since_ms = NULL, expires_ms = NULL WHERE name = $1",
+                &[&name],
+            )
+            .map_err(|e| pg_failed(&e))?;
+            let run = JobRun {
+                holder: lease.holder.unwrap_or_default(),
+                started_ms: lease.since_ms,
+                duration_ms: now.saturating_sub(lease.since_ms),
+                outcome: outcome.clone(),
+            };
+            pg_record_run(&mut tx, name, token, &run).map_err(|e| pg_failed(&e))?;
+        }
+        tx.commit().map_err(|e| pg_failed(&e))?;
+        self.drop_advisory(name)?;
+        Ok(released)
+    }
+
+    fn holds(&mut self, name: &str, owner: &str, token: u64) -> Result<bool, BackendError> {
+        let (lease, now) = pg_lease(&mut self.client, name, false).map_err(|e| pg_failed(&e))?;
+        Ok(joblock::still_granted(lease.as_ref(), owner, token) && lease.is_some_and(|l| l.expires_ms > now))
+    }
+
+    fn status(&mut self, name: &str) -> Result<Option<JobStatus>, BackendError> {
+        let (lease, now) = pg_lease(&mut self.client, name, false).map_err(|e| pg_failed(&e))?;
+        Ok(lease.and_then(|l| match l.holder {
+            Some(holder) if l.expires_ms > now => Some(JobStatus { holder, since_ms: l.since_ms }),
+            _ => None,
+        }))
+    }
+
+    fn history(&mut self, name: &str) -> Result<Vec<JobRun>, BackendError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT holder, started_ms, duration_ms, failure FROM _sqlweir_job_runs WHERE name = $1 \
+                 ORDER BY token DESC LIMIT $2",
+                &[&name, &(HISTORY_LEN as i64)],
+            )
+            .map_err(|e| pg_failed(&e))?;
+        Ok(rows.iter().rev().map(|r| run_from_parts(r.get(0), r.get(1), r.get(2), r.get(3))).collect())
     }
 }
 

@@ -17,6 +17,7 @@ use crate::engine::Engine;
 use crate::error::{CloseError, LockError, OpenError, QueryError};
 use crate::files::OpenFile;
 use crate::job::{JobGuard, Wait, from_unix_ms, this_holder, unix_ms};
+use crate::lease::{LeaseRefused, Leases, SqliteLeases, SqliteTarget};
 use crate::open::{Target, open_reader, open_writer};
 use crate::options::Options;
 use crate::read::{QueryTicket, ReadPool, ReadThreads, Reads, Rows};
@@ -46,6 +47,8 @@ struct Handle {
     /// How many reader threads to start: one per read connection.
     read_connections: usize,
     writer: Mutex<Option<JoinHandle<Result<(), CloseError>>>>,
+    /// The job leases in the database (their own connection, opened on first use).
+    leases: Arc<Leases>,
 }
 
 /// The error for a write queued from inside a transaction closure.
@@ -58,6 +61,11 @@ fn from_writer_thread() -> WriteError {
 }
 
 static MEMORY_STORES: AtomicU64 = AtomicU64::new(0);
+
+/// How soon a lock waiting for another process looks at the lease again; doubled up to
+/// `LEASE_POLL_MAX` while it stays busy.
+const LEASE_POLL_FIRST: std::time::Duration = std::time::Duration::from_millis(1);
+const LEASE_POLL_MAX: std::time::Duration = std::time::Duration::from_millis(50);
 
 impl Store {
     /// Opens (or creates) the database at `path`: sets WAL, `synchronous`, foreign keys and a
@@ -90,13 +98,19 @@ impl Store {
         }
         let version = format!("SQLite {}", rusqlite::version());
         let backend = SqliteBackend::new(conn).map_err(OpenError::Setup)?;
-        Store::with_engine(backend, Box::new(ReadPool::new(readers)), journal_mode, version, options)
+        let lease_target = match target {
+            Target::File(p) => SqliteTarget::File(p.clone()),
+            Target::Memory(uri) => SqliteTarget::Memory(uri.clone()),
+        };
+        let leases = Leases::new(Box::new(move || SqliteLeases::open(&lease_target)), options.job_lease);
+        Store::with_engine(backend, Box::new(ReadPool::new(readers)), leases, journal_mode, version, options)
     }
 
     /// Starts the writer thread on `engine` and assembles the store.
     pub(crate) fn with_engine<E: Engine>(
         engine: E,
         reads: Box<dyn Reads>,
+        leases: Arc<Leases>,
         journal_mode: String,
         engine_name: String,
         options: Options,
@@ -129,6 +143,7 @@ impl Store {
                 read_threads: ReadThreads::new(),
                 read_connections,
                 writer: Mutex::new(Some(thread)),
+                leases,
             }),
         })
     }
@@ -336,45 +351,96 @@ impl Store {
         self.lock_as(name, &this_holder(), wait)
     }
 
-    /// Takes the exclusive job lock `name`, naming its holder. The lock lives in this store
-    /// (this process): it stops two runs of one job inside a program, such as a scheduled sync
-    /// and one started by an admin request.
+    /// Takes the exclusive job lock `name`, naming its holder. The lock holds across every
+    /// process and machine that writes to this database: it stops two runs of one job, such as
+    /// a scheduled sync and one started by an admin request, wherever they start.
+    ///
+    /// In this process the lock is taken first in memory (a job already running here is
+    /// waited for without touching the database), then as a lease row in the database
+    /// (`_sqlweir_jobs`; on PostgreSQL with a session advisory lock too), renewed while the
+    /// guard lives and lost at its expiry ([`Options::job_lease`](crate::Options::job_lease))
+    /// if the holder dies. Waiting for another process polls the row, and a waiter stays first
+    /// in line for the next grant.
     pub fn lock_as(&self, name: &str, holder: &str, wait: Wait) -> Result<JobGuard, LockError> {
         let shared = self.shared();
         let deadline = match wait {
             Wait::FailFast => None,
             Wait::Timeout(d) => Some(Instant::now() + d),
         };
-        let mut jobs = shared.jobs();
+        let left = || deadline.and_then(|d| d.checked_duration_since(Instant::now())).unwrap_or_default();
+        let in_progress = |holder: String, since_ms: u64| LockError::InProgress {
+            name: name.to_owned(),
+            holder,
+            since: from_unix_ms(since_ms),
+        };
+        let mut poll = LEASE_POLL_FIRST;
         loop {
-            if shared.is_closed() {
-                return Err(LockError::Closed);
-            }
-            match jobs.try_acquire(name, holder, unix_ms(SystemTime::now())) {
-                Ok(token) => return Ok(JobGuard { shared: shared.clone(), token: Some(token) }),
-                Err(status) => {
-                    let left = deadline.and_then(|d| d.checked_duration_since(Instant::now())).unwrap_or_default();
-                    if left.is_zero() {
-                        return Err(LockError::InProgress {
-                            name: name.to_owned(),
-                            holder: status.holder,
-                            since: from_unix_ms(status.since_ms),
-                        });
+            // This process first: a job running here is waited for on the condvar.
+            let local = {
+                let mut jobs = shared.jobs();
+                loop {
+                    if shared.is_closed() {
+                        return Err(LockError::Closed);
                     }
-                    jobs = shared.job_released.wait_timeout(jobs, left).unwrap_or_else(PoisonError::into_inner).0;
+                    match jobs.try_acquire(name, holder, unix_ms(SystemTime::now())) {
+                        Ok(token) => break token,
+                        Err(status) => {
+                            let left = left();
+                            if left.is_zero() {
+                                return Err(in_progress(status.holder, status.since_ms));
+                            }
+                            jobs =
+                                shared.job_released.wait_timeout(jobs, left).unwrap_or_else(PoisonError::into_inner).0;
+                        }
+                    }
+                }
+            };
+            // Then the database, for every other process.
+            let refused = match self.handle.leases.attempt(name, holder, !left().is_zero()) {
+                Ok((fence, lost)) => {
+                    let leases = self.handle.leases.clone();
+                    return Ok(JobGuard { shared: shared.clone(), token: Some(local), leases, fence, lost });
+                }
+                Err(refused) => refused,
+            };
+            shared.jobs().abandon(local);
+            shared.job_released.notify_all();
+            match refused {
+                LeaseRefused::Database(e) => return Err(LockError::Database(e)),
+                LeaseRefused::Busy(status) => {
+                    let left = left();
+                    if left.is_zero() {
+                        return Err(in_progress(status.holder, status.since_ms));
+                    }
+                    std::thread::sleep(poll.min(left));
+                    poll = (poll * 2).min(LEASE_POLL_MAX).min(self.handle.leases.ttl() / 4);
                 }
             }
         }
     }
 
-    /// Who holds the job lock `name`, if anyone.
+    /// Who holds the job lock `name`, if anyone, in any process (an unexpired lease). If the
+    /// database cannot be read, what this process knows.
     pub fn job_status(&self, name: &str) -> Option<JobStatus> {
-        self.shared().jobs().status(name)
+        match self.handle.leases.status(name) {
+            Ok(status) => status,
+            Err(e) => {
+                tracing::warn!(job = name, error = %e, "reading the job lease failed; showing this process's view");
+                self.shared().jobs().status(name)
+            }
+        }
     }
 
-    /// The last runs (at most 20) of job `name`, oldest first.
+    /// The last runs (at most 20) of job `name`, oldest first, from every process. If the
+    /// database cannot be read, this process's runs.
     pub fn job_history(&self, name: &str) -> Vec<JobRun> {
-        self.shared().jobs().history(name)
+        match self.handle.leases.history(name) {
+            Ok(runs) => runs,
+            Err(e) => {
+                tracing::warn!(job = name, error = %e, "reading the job history failed; showing this process's runs");
+                self.shared().jobs().history(name)
+            }
+        }
     }
 
     /// A snapshot of the counters, latencies, breaker state and database facts.
