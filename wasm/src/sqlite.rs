@@ -38,15 +38,18 @@ impl SqliteBackend {
         // No busy handler: SQLite's would sleep synchronously and stall the worker's event loop;
         // the writer retries lock contention itself, with non-blocking sleeps.
         conn.busy_timeout(std::time::Duration::ZERO).map_err(db)?;
-        // The first read of the file: a file that is not a database fails here, before anything
-        // is accepted; a file in the other journal mode is converted (WAL to DELETE checkpoints
-        // the WAL into the database and removes it).
-        let journal_mode = set_journal_mode(&conn, options.journal)?;
+        // The first read of the file (synchronous reads the schema): a file that is not a
+        // database fails here, before anything is accepted. Set before the journal mode, so that
+        // converting a file, or a new one, to WAL (a commit through a rollback journal) runs
+        // under the setting asked for, not SQLite's default FULL: one flush fewer.
         let synchronous = match options.synchronous {
             Synchronous::Normal => "NORMAL",
             Synchronous::Full => "FULL",
         };
         conn.pragma_update(None, "synchronous", synchronous).map_err(db)?;
+        // A file in the other journal mode is converted (WAL to DELETE checkpoints the WAL into
+        // the database and removes it).
+        let journal_mode = set_journal_mode(&conn, options.journal)?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(db)?;
         migrate(&conn, &options.migrations)?;
         let inner = sqlweir_sqlite::SqliteBackend::new(conn).map_err(OpenError::Database)?;
