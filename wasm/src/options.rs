@@ -52,7 +52,7 @@ pub enum Synchronous {
 #[serde(rename_all = "camelCase")]
 pub enum Journal {
     /// `PRAGMA journal_mode=WAL` (default): a commit appends to the `-wal` file, checkpoints
-    /// (every 1000 pages, and at close) copy it into the database. As the native default.
+    /// (every 1000 pages of 8 KiB, and at close) copy it into the database. As the native default.
     #[default]
     Wal,
     /// `PRAGMA journal_mode=DELETE`: the rollback journal, created and removed at every commit,

@@ -27,8 +27,12 @@ const PAGE = `http://127.0.0.1:${PORT}/test/page.html`;
 
 // No key on purpose: a write applied twice shows as a duplicate row.
 const MIGRATIONS = ["CREATE TABLE log(id INTEGER NOT NULL, payload TEXT NOT NULL)"];
-/** Interrupt once this many writes were acked: with 1 KiB rows, past WAL's first checkpoint. */
+/** Interrupt once this many writes were acked: with 2 KiB rows, past WAL's first checkpoint. */
 const ACKED_BEFORE_INTERRUPT = 6_000;
+/** Bytes of each row's payload: its id, 8 digits, this many times. */
+const PAYLOAD_REPEAT = 256;
+/** SQLite's autocheckpoint, in pages (`PRAGMA wal_autocheckpoint`'s default). */
+const AUTOCHECKPOINT_PAGES = 1_000;
 
 /** Every mode `open` offers: the default first. */
 const MODES = [
@@ -114,11 +118,11 @@ after(async () => {
  */
 function startStream(page, name, mode, from) {
   return page.evaluate(
-    async ({ name, mode, from, migrations }) => {
+    async ({ name, mode, from, migrations, repeat }) => {
       const { open } = await import("sqlweir");
       const db = await open(name, { migrations, ...mode });
       window.db = db;
-      const payload = (id) => String(id).padStart(8, "0").repeat(128); // 1 KiB
+      const payload = (id) => String(id).padStart(8, "0").repeat(repeat); // 2 KiB
       const sql = "INSERT INTO log(id, payload) VALUES (?, ?)";
       let next = from;
       let stop = false;
@@ -151,9 +155,10 @@ function startStream(page, name, mode, from) {
         stop = true;
         await Promise.all(producers);
       };
-      return db.metrics().then((m) => m.journalMode);
+      const [{ page_size: pageSize }] = await db.query("PRAGMA page_size");
+      return { journalMode: (await db.metrics()).journalMode, pageSize };
     },
-    { name, mode, from, migrations: MIGRATIONS },
+    { name, mode, from, migrations: MIGRATIONS, repeat: PAYLOAD_REPEAT },
   );
 }
 
@@ -170,7 +175,11 @@ async function streamThenInterrupt(page, name, mode, from, interrupt) {
       interrupt().then(resolve, reject);
     };
   });
-  assert.equal(await startStream(page, name, mode, from), mode.journal);
+  const started = await startStream(page, name, mode, from);
+  assert.equal(started.journalMode, mode.journal);
+  // The premise of "past the first checkpoint": the acked rows alone fill more WAL pages than
+  // the autocheckpoint lets pile up.
+  assert.ok(ACKED_BEFORE_INTERRUPT * 8 * PAYLOAD_REPEAT > AUTOCHECKPOINT_PAGES * started.pageSize, `page size ${started.pageSize}`);
   await interrupted;
   assert.deepEqual(seen.errors, [], "no write failed before the interruption");
   assert.ok(atInterrupt.issued > atInterrupt.acked, `writes were in flight: ${atInterrupt.issued} issued, ${atInterrupt.acked} acked`);
@@ -186,14 +195,15 @@ async function verify(name, mode, acked) {
   const page = await newPage();
   const found = await page
     .evaluate(
-    async ({ name, mode, migrations }) => {
+    async ({ name, mode, migrations, repeat }) => {
       const { open } = await import("sqlweir");
       const db = await open(name, { migrations, ...mode });
       const [{ integrity_check: integrity }] = await db.query("PRAGMA integrity_check");
       const ids = (await db.query("SELECT id FROM log ORDER BY id")).map((r) => r.id);
-      // Each row's payload is its id, 8 digits, 128 times.
+      // Each row's payload is its id, 8 digits, `repeat` times.
       const [{ wrong }] = await db.query(
-        "SELECT count(*) AS wrong FROM log WHERE payload <> replace(printf('%.*c', 128, 'x'), 'x', printf('%08d', id))",
+        "SELECT count(*) AS wrong FROM log WHERE payload <> replace(printf('%.*c', ?, 'x'), 'x', printf('%08d', id))",
+        [repeat],
       );
       const [{ sample }] = await db.query("SELECT payload AS sample FROM log ORDER BY id LIMIT 1");
       const journalMode = (await db.metrics()).journalMode;
@@ -202,14 +212,14 @@ async function verify(name, mode, acked) {
       await db.close();
       return { integrity, ids, wrong, sample, journalMode, changes: receipt.changes };
     },
-    { name, mode, migrations: MIGRATIONS },
+    { name, mode, migrations: MIGRATIONS, repeat: PAYLOAD_REPEAT },
     )
     .finally(() => page.close());
   assert.equal(found.integrity, "ok");
   assert.equal(found.journalMode, mode.journal);
   assert.equal(found.changes, 1, "the reopened store takes writes");
   assert.equal(found.wrong, 0, "every row has its own payload");
-  if (found.ids.length) assert.equal(found.sample, String(found.ids[0]).padStart(8, "0").repeat(128));
+  if (found.ids.length) assert.equal(found.sample, String(found.ids[0]).padStart(8, "0").repeat(PAYLOAD_REPEAT));
   const ids = new Set(found.ids);
   assert.equal(ids.size, found.ids.length, "no write is there twice");
   const missing = [...acked].filter((id) => !ids.has(id));
@@ -245,7 +255,7 @@ for (const mode of MODES) {
     const name = db("close", mode);
     const page = await newPage();
     seen = { issued: new Set(), acked: new Set(), errors: [] };
-    assert.equal(await startStream(page, name, mode, 0), mode.journal);
+    assert.equal((await startStream(page, name, mode, 0)).journalMode, mode.journal);
     // Let a few thousand writes land, then stop issuing and close: close settles the rest.
     while (seen.acked.size < 3_000) await page.evaluate(() => window.db.flush());
     await page.evaluate(async () => {
