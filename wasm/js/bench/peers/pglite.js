@@ -17,7 +17,7 @@ export default {
     const worker = new Worker(new URL("./pglite.worker.js", import.meta.url), { type: "module", name: "pglite" });
     const pg = await PGliteWorker.create(worker, { dataDir: `opfs-ahp://${name}`, id: name });
     await pg.exec(POSTGRES.schema);
-    const { rows: [{ version }] } = await pg.query("SHOW server_version");
+    const { rows: [{ server_version: version }] } = await pg.query("SHOW server_version");
     return {
       version,
       durability: "flush after every query (default)",

@@ -13,8 +13,10 @@ export default {
   async open(name, options) {
     const db = await open(name, { migrations: [SQLITE.schema], ...options });
     const { journalMode } = await db.metrics();
+    const [{ version }] = await db.query("SELECT sqlite_version() AS version");
     const synchronous = options.synchronous ?? "normal";
     return {
+      version,
       durability: `journal=${journalMode}, synchronous=${synchronous.toUpperCase()}${options.synchronous ? "" : " (default)"}`,
       write: (params) => db.write(SQLITE.insert, params),
       writeBatch: (rows) => db.transaction(rows.map((params) => ({ sql: SQLITE.insert, params }))),
