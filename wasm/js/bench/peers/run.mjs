@@ -7,9 +7,10 @@
 //   node bench/peers/run.mjs [--rows-call N] [--rows-batch N] [--rows-one N] [--rows-read N]
 //                            [--rounds N] [--stores a,b] [--case-timeout S] [--smoke] [--out PATH]
 //
-// The page is built with Vite (as apps that use these packages are) from this directory, with
-// `sqlweir` resolved to a staged copy of the package: the files its package.json publishes,
-// with the wasm/js/pkg build. It is served twice, from two origins: plainly, for sqlweir and the
+// --stores picks among sqlweir, sqlite-wasm-opfs-sahpool, wa-sqlite, pglite, sqlite-wasm-opfs,
+// sqlocal (all by default). The page is built with Vite (as apps that use these packages are)
+// from this directory, with `sqlweir` resolved to a staged copy of the package: the files its
+// package.json publishes and the modules they import, with the wasm/js/pkg build. It is served twice, from two origins: plainly, for sqlweir and the
 // stores that need no headers, and with COOP/COEP for those that need SharedArrayBuffer.
 // --smoke: tiny counts; fails if any store's case did not run or its row count is off; ratios
 // mean nothing. Every case's rows are counted in either mode.
