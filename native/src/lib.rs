@@ -79,7 +79,7 @@ mod writer;
 
 pub use error::{CloseError, LockError, OpenError, QueryError};
 pub use job::{JobGuard, Wait};
-pub use options::{Backpressure, Options, Synchronous};
+pub use options::{Backpressure, GroupWait, Options, Synchronous};
 pub use read::{QueryTicket, Rows};
 /// A serde field adapter: `#[serde(with = "sqlweir::json")]` stores a field (a
 /// `serde_json::Value`, a `Vec`, a nested struct) as its JSON text in one column and reads it

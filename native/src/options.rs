@@ -33,6 +33,31 @@ pub struct Options {
     pub(crate) read_connections: usize,
     pub(crate) seed: Option<u64>,
     pub(crate) job_lease: Duration,
+    pub(crate) group_wait: GroupWait,
+}
+
+/// How a blocked writer waits for its write group's leader before it sleeps (see
+/// [`Options::group_wait`]). Measured against each other by the benchmark.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GroupWait {
+    /// Sleep on the ticket at once; never lead a group (every write is handed to the writer
+    /// thread, as without write groups).
+    Handoff,
+    /// Sleep on the ticket at once when someone else holds the connection; lead when it is free.
+    Park,
+    /// Give up the core (`yield_now`) up to this many times, watching for the result or a free
+    /// connection, then sleep.
+    Yield(u32),
+    /// Busy-wait (`spin_loop`) up to this many rounds of 64 hints, then sleep.
+    Spin(u32),
+}
+
+impl Default for GroupWait {
+    /// `Handoff` until a write group measures faster on the benchmark's lock-step shape
+    /// (docs/bench.md has the figures of each way).
+    fn default() -> Self {
+        GroupWait::Handoff
+    }
 }
 
 impl Default for Options {
@@ -47,6 +72,7 @@ impl Default for Options {
             read_connections: 4,
             seed: None,
             job_lease: Duration::from_secs(30),
+            group_wait: GroupWait::default(),
         }
     }
 }
@@ -142,6 +168,15 @@ impl Options {
     /// Fixes the retry jitter's seed, for reproducible tests.
     pub fn jitter_seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
+        self
+    }
+
+    /// How a thread blocked in `Ticket::wait` waits for the batch that carries its write
+    /// (default `GroupWait::Handoff`: the writer thread commits every write). With the other
+    /// ways, a blocked caller that finds nobody running a batch runs it itself on its own
+    /// thread (it leads a write group).
+    pub fn group_wait(mut self, wait: GroupWait) -> Self {
+        self.group_wait = wait;
         self
     }
 }

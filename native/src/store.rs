@@ -21,7 +21,7 @@ use crate::lease::{LeaseRefused, Leases, SqliteLeases, SqliteTarget};
 use crate::open::{Target, open_reader, open_writer};
 use crate::options::Options;
 use crate::read::{QueryTicket, ReadPool, ReadThreads, Reads, Rows};
-use crate::shared::{Refused, Shared, lock, mark_writer_thread, on_writer_thread};
+use crate::shared::{Refused, Shared, Wake, lock, mark_writer_thread, on_writer_thread};
 use crate::sqlite::{SqliteBackend, classify};
 use crate::ticket::{Done, DoneKind, Slot, Ticket};
 use crate::tx::{self, Tx, TxError, TxTicket};
@@ -117,14 +117,14 @@ impl Store {
     ) -> Result<Store, OpenError> {
         let seed = options.seed.unwrap_or_else(|| RandomState::new().hash_one(SystemTime::now()));
         let pipeline = Pipeline::new(options.queue_capacity, options.backpressure, options.writer, seed);
-        let shared = Arc::new(Shared::new(pipeline, journal_mode, engine_name));
+        let shared = Arc::new(Shared::new(Box::new(engine), pipeline, options.group_wait, journal_mode, engine_name));
         let read_connections = options.read_connections;
         let for_writer = shared.clone();
         let thread = std::thread::Builder::new()
             .name("sqlweir-writer".into())
             .spawn(move || {
                 mark_writer_thread();
-                let finished = writer::run(&for_writer, engine).finish();
+                let finished = writer::run(&for_writer);
                 if let Some(file) = lock(&for_writer.release_on_exit).take() {
                     // Nobody joins this thread: report here, then give the file back.
                     if let Err(e) = &finished {
@@ -200,8 +200,13 @@ impl Store {
             return Ticket::ready(Err(from_writer_thread()));
         }
         let slot = Slot::new();
-        match self.shared().push(Work::Write(write), Done::new(wrap(slot.clone()))) {
-            Ok(()) => Ticket::accepted(slot),
+        match self.shared().push_deferring(Work::Write(write), Done::new(wrap(slot.clone()))) {
+            Ok(wake) => {
+                if wake == Wake::Now {
+                    self.shared().wake_writer();
+                }
+                Ticket::in_group(slot, self.shared().clone(), wake == Wake::Deferred)
+            }
             Err(refused) => Ticket::ready(Err(self.refusal(refused))),
         }
     }

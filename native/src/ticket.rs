@@ -81,6 +81,11 @@ impl<T> Slot<T> {
         }
     }
 
+    /// Whether the result is in (a cheap check for a waiting owner that spins).
+    pub(crate) fn is_done(&self) -> bool {
+        !matches!(*lock(&self.state), SlotState::Waiting { .. })
+    }
+
     fn wait(&self) -> Result<T, WriteError> {
         let mut state = lock(&self.state);
         loop {
@@ -115,7 +120,29 @@ pub struct Ticket<T> {
 
 enum TicketState<T> {
     Ready(Option<Result<T, WriteError>>),
-    Accepted(Arc<Slot<T>>),
+    Accepted(Arc<Slot<T>>, Option<Group>),
+}
+
+/// Who may run the pipeline for a blocking owner: the store's write group (see `Lead`), and
+/// whether this ticket still owes the writer thread its wake-up.
+pub(crate) struct Group {
+    lead: Arc<dyn Lead>,
+    /// The write found the writer thread waiting for work and did not wake it: a blocking owner
+    /// may commit it itself, without a hand-off. Whoever else ends up with the ticket (an
+    /// awaiting task, or a drop) wakes the writer thread instead.
+    owes_wake: bool,
+}
+
+/// A write group: a thread blocked on its ticket may take the write connection when nobody
+/// holds it and run the pipeline's batches itself (the group's leader), so a lone or lock-step
+/// writer pays no hand-off to the writer thread.
+pub(crate) trait Lead: Send + Sync {
+    /// Runs batches on the calling thread while `done` is false and the connection is free, or
+    /// waits a little for whoever holds it; returns when `done` holds or when the owner should
+    /// block (someone else is sure to drive what is left).
+    fn lead(&self, done: &dyn Fn() -> bool);
+    /// Wakes the writer thread (a wake-up that a ticket deferred).
+    fn wake_writer(&self);
 }
 
 impl<T> Ticket<T> {
@@ -123,15 +150,30 @@ impl<T> Ticket<T> {
         Ticket { state: TicketState::Ready(Some(result)) }
     }
 
+    /// A ticket resolved by someone else (a reader thread): waiting only waits.
     pub(crate) fn accepted(slot: Arc<Slot<T>>) -> Self {
-        Ticket { state: TicketState::Accepted(slot) }
+        Ticket { state: TicketState::Accepted(slot, None) }
+    }
+
+    /// A write's ticket: a blocking owner may lead its write group.
+    pub(crate) fn in_group(slot: Arc<Slot<T>>, lead: Arc<dyn Lead>, owes_wake: bool) -> Self {
+        Ticket { state: TicketState::Accepted(slot, Some(Group { lead, owes_wake })) }
     }
 
     /// Blocks the calling thread until the write is committed or has failed.
+    ///
+    /// When nobody is running a batch, the calling thread may run it itself (it leads the write
+    /// group: it takes the write connection, commits what is queued, and wakes the others),
+    /// so a lone writer's commit needs no hand-off to the writer thread.
     pub fn wait(mut self) -> Result<T, WriteError> {
         match std::mem::replace(&mut self.state, TicketState::Ready(None)) {
             TicketState::Ready(r) => r.unwrap_or_else(|| panic!("ticket waited after it completed")),
-            TicketState::Accepted(slot) => slot.wait(),
+            TicketState::Accepted(slot, group) => {
+                if let Some(group) = group {
+                    group.lead.lead(&|| slot.is_done());
+                }
+                slot.wait()
+            }
         }
     }
 }
@@ -144,7 +186,28 @@ impl<T: Unpin> Future for Ticket<T> {
             TicketState::Ready(r) => {
                 Poll::Ready(r.take().unwrap_or_else(|| panic!("ticket polled after it completed")))
             }
-            TicketState::Accepted(slot) => slot.poll(cx),
+            TicketState::Accepted(slot, group) => {
+                // An awaited write never runs SQLite on the executor's thread: the writer
+                // thread commits it.
+                if let Some(group) = group
+                    && std::mem::take(&mut group.owes_wake)
+                {
+                    group.lead.wake_writer();
+                }
+                slot.poll(cx)
+            }
+        }
+    }
+}
+
+/// A ticket dropped unawaited still has its write committed: the writer thread is woken if the
+/// ticket had deferred that.
+impl<T> Drop for Ticket<T> {
+    fn drop(&mut self) {
+        if let TicketState::Accepted(_, Some(group)) = &mut self.state
+            && std::mem::take(&mut group.owes_wake)
+        {
+            group.lead.wake_writer();
         }
     }
 }

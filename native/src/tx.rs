@@ -137,8 +137,8 @@ pub(crate) trait TxJob: Send {
     fn fail(self: Box<Self>, error: WriteError);
 }
 
-impl<E: Engine> Body<E> for Box<dyn TxJob> {
-    fn run(&mut self, backend: &mut E) -> BodyOutcome {
+impl Body<dyn Engine> for Box<dyn TxJob> {
+    fn run(&mut self, backend: &mut dyn Engine) -> BodyOutcome {
         self.attempt(backend)
     }
 }

@@ -1,54 +1,185 @@
-//! The writer thread: the only owner of the write connection, and the native driver of the
-//! core's pipeline. It polls the pipeline, runs the batches it hands out on the connection,
-//! sleeps or blocks on the condvar when told to, and resolves tickets only after COMMIT
-//! returned. Every decision (batching, retry, breaker, flushes, metrics) is the core's.
+//! The native drivers of the core's pipeline: the writer thread, and write groups.
+//!
+//! Whoever holds the write connection (`Shared::conn`) polls the pipeline and runs the batches
+//! it hands out; every decision (batching, retry, breaker, flushes, metrics) is the core's.
+//!
+//! - The **writer thread** holds it for as long as there is work, sleeps when told to (a retry
+//!   delay, the breaker), and waits on the condvar when there is none. Async callers and
+//!   transactions are always served by it.
+//! - A **write group's leader** is a thread blocked in `Ticket::wait` that found the connection
+//!   free: it runs the batches itself until its own write has settled, settling everyone else's
+//!   in them, then gives the connection back. Threads that arrive meanwhile (followers) wait a
+//!   little (`GroupWait`) for the result or for the connection, then sleep on their ticket. A
+//!   lone or lock-step writer thus commits without waking the writer thread.
+//!
+//! Nobody strands a write: a leader that gives the connection back with work left wakes the
+//! writer thread unless a follower is still waiting for the connection; a follower that stops
+//! waiting makes one last try for the connection (see `Lead for Shared`).
 
-use sqlweir_core::{Action, Event, Level, Settled, Settlement, Work};
+use std::sync::atomic::{Ordering, fence};
+
+use sqlweir_core::{Action, Batch, Event, Level, Settled, Settlement, Work};
 
 use crate::engine::Engine;
-use crate::shared::{Shared, WritePipeline};
+use crate::error::CloseError;
+use crate::options::GroupWait;
+use crate::shared::{OnWriter, Shared, WritePipeline};
+use crate::ticket::{Done, Lead};
 use crate::tx::TxJob;
 
-/// Runs until the pipeline is closed and drained; returns the connection for the final
-/// checkpoint.
-pub(crate) fn run<E: Engine>(shared: &Shared, mut engine: E) -> E {
-    let mut p = shared.pipeline();
+/// The writer thread: runs until the pipeline is closed and drained, then finishes the
+/// connection (the final checkpoint) and closes it.
+pub(crate) fn run(shared: &Shared) -> Result<(), CloseError> {
     loop {
+        let mut conn = shared.conn();
+        let mut p = shared.pipeline();
         let action = p.poll(shared.now());
         let events = drain_events(&mut p);
         match action {
-            Action::Run(mut batch) => {
+            Action::Run(batch) => {
                 drop(p);
                 log(events);
-                let started = shared.now();
-                let attempted = batch.attempt(&mut engine);
-                let mut locked = shared.pipeline();
-                let settled = locked.finish(batch, attempted, started, shared.now());
-                let events = drain_events(&mut locked);
-                drop(locked);
-                log(events);
-                if let Some(settled) = settled {
-                    settle(settled);
-                }
-                p = shared.pipeline();
+                let engine = conn.as_deref_mut().expect("the connection is there until the writer stops");
+                run_batch(shared, engine, batch);
             }
             Action::Sleep(wait) => {
+                // A leader may take the connection meanwhile; it will be told to sleep too.
                 drop(p);
+                drop(conn);
                 log(events);
                 std::thread::sleep(wait);
-                p = shared.pipeline();
             }
             Action::Wait(timeout) => {
+                drop(conn);
                 log(events);
-                p = shared.wait_for_work(p, timeout);
+                drop(shared.wait_for_work(p, timeout));
             }
-            Action::Stopped => return engine,
+            Action::Stopped => {
+                drop(p);
+                let Some(mut engine) = conn.take() else { return Ok(()) };
+                return engine.finish();
+            }
+        }
+    }
+}
+
+/// Runs one attempt of `batch` on `engine` and settles it if it is done.
+fn run_batch(shared: &Shared, engine: &mut dyn Engine, mut batch: Batch<Done, Box<dyn TxJob>>) {
+    let started = shared.now();
+    let attempted = batch.attempt(engine);
+    let mut p = shared.pipeline();
+    let settled = p.finish(batch, attempted, started, shared.now());
+    let events = drain_events(&mut p);
+    drop(p);
+    log(events);
+    if let Some(settled) = settled {
+        settle(settled);
+    }
+}
+
+impl Lead for Shared {
+    fn lead(&self, done: &dyn Fn() -> bool) {
+        if self.group_wait == GroupWait::Handoff {
+            self.wake_writer();
+            return;
+        }
+        let mut rounds = 0;
+        let mut counted = false;
+        loop {
+            if done() {
+                if counted {
+                    self.stop_following();
+                }
+                return;
+            }
+            if let Some(mut conn) = self.try_conn() {
+                if counted {
+                    self.spinners.fetch_sub(1, Ordering::SeqCst);
+                    counted = false;
+                }
+                let handed_off = self.lead_while(&mut conn, done);
+                drop(conn);
+                if handed_off {
+                    // The pipeline has a retry, a linger or the end to wait out: the writer
+                    // thread does that; this thread sleeps on its ticket.
+                    self.wake_writer();
+                    return;
+                }
+                self.after_leading();
+                continue;
+            }
+            // Someone runs a batch: follow it for a while.
+            if !counted {
+                self.spinners.fetch_add(1, Ordering::SeqCst);
+                counted = true;
+            }
+            rounds += 1;
+            match self.group_wait {
+                GroupWait::Yield(n) if rounds <= n => std::thread::yield_now(),
+                GroupWait::Spin(n) if rounds <= n => (0..64).for_each(|_| std::hint::spin_loop()),
+                _ => {
+                    self.stop_following();
+                    return;
+                }
+            }
+        }
+    }
+
+    fn wake_writer(&self) {
+        Shared::wake_writer(self);
+    }
+}
+
+impl Shared {
+    /// Runs the pipeline's batches with the connection held while `done` is false. Returns
+    /// true when the pipeline had something other than a batch to hand out (a wait, a sleep,
+    /// the end): that is the writer thread's to do.
+    fn lead_while(&self, conn: &mut Option<Box<dyn Engine>>, done: &dyn Fn() -> bool) -> bool {
+        let Some(engine) = conn.as_deref_mut() else { return true };
+        // A transaction closure may run here: this thread is the writer while it leads.
+        let _on = OnWriter::enter();
+        while !done() {
+            let mut p = self.pipeline();
+            let action = p.poll(self.now());
+            let events = drain_events(&mut p);
+            drop(p);
+            log(events);
+            match action {
+                Action::Run(batch) => {
+                    self.led();
+                    run_batch(self, engine, batch);
+                }
+                Action::Sleep(_) | Action::Wait(_) | Action::Stopped => return true,
+            }
+        }
+        false
+    }
+
+    /// After giving the connection back: if work is left and no follower will take the
+    /// connection, the writer thread must. (The fence pairs with `stop_following`'s: of a
+    /// leader reading no followers and a follower's last try for the connection, at least one
+    /// sees the other.)
+    fn after_leading(&self) {
+        fence(Ordering::SeqCst);
+        if self.spinners.load(Ordering::SeqCst) == 0 && !self.pipeline().is_idle() {
+            self.wake_writer();
+        }
+    }
+
+    /// A follower stops waiting for the connection. If nobody holds it now, nobody may be left
+    /// to run what is queued: take it and hand the work to the writer thread.
+    fn stop_following(&self) {
+        self.spinners.fetch_sub(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        if let Some(conn) = self.try_conn() {
+            drop(conn);
+            self.after_leading();
         }
     }
 }
 
 /// Hands each entry's outcome to its owner; wakes async owners once, after the whole batch.
-fn settle(settled: Settled<crate::ticket::Done, Box<dyn TxJob>>) {
+fn settle(settled: Settled<Done, Box<dyn TxJob>>) {
     let mut wake = Vec::new();
     for entry in settled.entries {
         match (entry.work, entry.outcome) {

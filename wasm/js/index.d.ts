@@ -58,9 +58,9 @@ export interface OpenOptions {
   batchRowsCeiling?: number;
   /** How long the writer waits for more writes before a batch that is not full, ms (default 0). */
   lingerMs?: number;
-  /** What an acknowledged write survives: see the README's durability table (default `"normal"`). */
+  /** What an acknowledged write survives: see the README's durability table (default `"normal"`; `"full"` flushes every commit before its acks). */
   synchronous?: "normal" | "full";
-  /** SQLite's journal: `"delete"` (default, the rollback journal) or `"wal"` (experimental: see the README's durability section). */
+  /** SQLite's journal: `"wal"` (default) or `"delete"` (the rollback journal); a database in the other mode is converted on open. */
   journal?: "wal" | "delete";
   /** Retry of batches that hit lock contention. */
   retry?: { baseMs?: number; capMs?: number; maxAttempts?: number; budgetMs?: number };

@@ -22,6 +22,15 @@ class Connection {
       this.fail(`the sqlweir worker failed: ${event.message || "it could not be loaded"}; check that worker.js and pkg/ are served next to index.js`);
     };
     this.worker.onmessageerror = () => this.fail("a message from the sqlweir worker could not be read");
+    // Startup (README.md, "Startup"): SQLite's wasm downloads and compiles here while the worker's
+    // scripts load, and goes to the worker as a module (null if it could not: the worker then
+    // fetches it); and the origin's OPFS, whose first use in a profile is slow, is set up
+    // meanwhile. Both resolve relative to this file, as the worker does.
+    const wasm = new URL("./pkg/sqlweir_wasm_bg.wasm", import.meta.url);
+    (WebAssembly.compileStreaming ? WebAssembly.compileStreaming(fetch(wasm)) : Promise.reject(new Error("no compileStreaming")))
+      .then((module) => module, () => null)
+      .then((module) => this.worker.postMessage({ op: "wasm", module }));
+    globalThis.navigator?.storage?.getDirectory?.().catch(() => {});
   }
 
   fail(message) {

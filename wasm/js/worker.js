@@ -4,7 +4,12 @@
 
 import init, { Database, exportFile, importFile } from "./pkg/sqlweir_wasm.js";
 
-const ready = init();
+// The page compiles SQLite's wasm while this worker starts and sends the module
+// (`{ op: "wasm", module }`, index.js), or null when it could not: then it is fetched here.
+let wasmFromPage;
+const ready = new Promise((resolve) => (wasmFromPage = resolve)).then((module) =>
+  init(module ? { module_or_path: module } : undefined),
+);
 const databases = new Map();
 let nextDb = 1;
 
@@ -73,6 +78,10 @@ const calls = {
 
 self.onmessage = async (event) => {
   const message = event.data;
+  if (message.op === "wasm") {
+    wasmFromPage(message.module);
+    return;
+  }
   try {
     await ready;
   } catch (e) {

@@ -14,8 +14,12 @@ use crate::host;
 /// The VFS name databases are opened with.
 pub(crate) const VFS_NAME: &str = "sqlweir-opfs";
 
-/// Pool slots kept free beyond the files in use: a new database and its journal.
-const SPARE_SLOTS: usize = 3;
+/// Pool slots kept free beyond the files in use, ensured before each database is opened: the
+/// new database and its WAL or rollback journal (this SQLite keeps temporary files in memory,
+/// `SQLITE_TEMP_STORE=2`, so nothing else takes a slot). Also the pool's first size. Kept small
+/// on purpose: installing the pool rewrites and flushes the header of every free slot (two
+/// `flush()`es each), and creates and flushes each new one, at every page's first open.
+const SPARE_SLOTS: usize = 2;
 
 /// Install attempts while another worker (a reloaded page's) still holds the pool's handles.
 const HANDOVER_ATTEMPTS: u32 = 40;
@@ -53,7 +57,8 @@ pub(crate) async fn pool(directory: &str) -> Result<OpfsSAHPoolUtil, OpenError> 
 }
 
 async fn install_with_handover(directory: &str) -> Result<OpfsSAHPoolUtil, OpenError> {
-    let cfg = OpfsSAHPoolCfgBuilder::new().vfs_name(VFS_NAME).directory(directory).build();
+    let cfg =
+        OpfsSAHPoolCfgBuilder::new().vfs_name(VFS_NAME).directory(directory).initial_capacity(SPARE_SLOTS).build();
     let mut attempt = 0;
     loop {
         match install::<WasmOsCallback>(&cfg, false).await {

@@ -12,36 +12,43 @@ pub use sqlweir_core::Backpressure;
 
 /// SQLite's `synchronous` setting: what an acknowledged write survives.
 ///
-/// With the OPFS pool VFS each write goes to the file through a synchronous access handle, so an
-/// acked write survives a tab crash or reload in either mode. `Full` also flushes the handle at
-/// every commit, the browser's nearest thing to fsync, to survive power loss as far as the
-/// browser and the operating system honour the flush.
+/// In every mode an acked write has been written to the OPFS file through the worker's
+/// synchronous access handle, so it survives a reload, the tab or the worker being killed, and
+/// the browser crashing. What differs is an OS crash or power loss, which depends on when SQLite
+/// asks OPFS to flush (the access handle's `flush()`, the browser's nearest thing to fsync; the
+/// pool VFS flushes on every `xSync`, whatever its flags):
+///
+/// | journal | `Normal` (default) | `Full` |
+/// |---|---|---|
+/// | [`Journal::Wal`] (default) | the WAL is flushed at checkpoints only: the commits since the last one may be lost, the database stays consistent | the WAL is flushed at every commit, before the ack: acked writes survive as far as the browser honours the flush |
+/// | [`Journal::Delete`] | the journal and the database are flushed at every commit, the journal header once less than under `Full` | every commit is flushed, journal header included |
+///
+/// With `Full` a batch costs one flush, not one per write: group commit is what keeps it fast.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Synchronous {
     /// `PRAGMA synchronous=NORMAL` (default).
     #[default]
     Normal,
-    /// `PRAGMA synchronous=FULL`.
+    /// `PRAGMA synchronous=FULL`: every commit flushed before its writes are acked.
     Full,
 }
 
-/// SQLite's journal mode.
+/// SQLite's journal mode. A database in the other mode is converted when it is opened.
 ///
-/// The OPFS pool VFS has no shared memory, so WAL runs with `PRAGMA locking_mode=EXCLUSIVE`
-/// (SQLite keeps the WAL index in the worker's heap); the VFS gives one connection per file
-/// anyway.
+/// The OPFS pool VFS has no shared memory, so every connection runs in exclusive locking mode
+/// from its first statement and SQLite keeps the WAL index in the worker's heap; the VFS gives
+/// one connection per file anyway, and the worker is its only user.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Journal {
-    /// `PRAGMA journal_mode=DELETE`: the rollback journal, normal locking (default).
+    /// `PRAGMA journal_mode=WAL` (default): a commit appends to the `-wal` file, checkpoints
+    /// (every 1000 pages of 8 KiB, and at close) copy it into the database. As the native default.
     #[default]
-    Delete,
-    /// `PRAGMA locking_mode=EXCLUSIVE` and `PRAGMA journal_mode=WAL`. Experimental: ~35x cheaper
-    /// per commit in the browser benchmark, but a database left in WAL mode (closed, or after a
-    /// crash) cannot be opened again yet ("unable to open database file"), so it is not the
-    /// default. With `Synchronous::Normal` the WAL is flushed at checkpoints only.
     Wal,
+    /// `PRAGMA journal_mode=DELETE`: the rollback journal, created and removed at every commit,
+    /// with normal locking once open. Several flushes per commit.
+    Delete,
 }
 
 /// Retry of batches that hit lock contention (see the core's `RetryPolicy`).
@@ -89,7 +96,7 @@ pub struct Options {
     pub linger_ms: f64,
     /// What an acknowledged write survives.
     pub synchronous: Synchronous,
-    /// SQLite's journal mode (default `Delete`; `Wal` is experimental).
+    /// SQLite's journal mode (default `Wal`).
     pub journal: Journal,
     /// Retry of batches after lock contention.
     pub retry: RetryOptions,
@@ -112,7 +119,7 @@ impl Default for Options {
             batch_rows_ceiling: w.batch_rows_ceiling,
             linger_ms: millis(w.linger),
             synchronous: Synchronous::Normal,
-            journal: Journal::Delete,
+            journal: Journal::Wal,
             retry: RetryOptions::default(),
             breaker_threshold: w.breaker_threshold,
             breaker_cooldown_ms: millis(w.breaker_cooldown),

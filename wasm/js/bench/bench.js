@@ -1,9 +1,11 @@
 // The browser benchmark, in one page and one worker: SQLite's one-transaction limit (L) and one
 // commit per row (N) without the weir, then sqlweir with parallel `write` promises (P: 8
 // producers keeping 64 writes in flight each; B: every row issued in one tick) and `writeMany`
-// (M: chunks of 10,000 rows, up to 3 in flight), for each journal mode asked. Each case uses a
-// fresh database; rates are rows per second of the inserts (open and schema not included).
-// Driven by run.mjs; results are returned, not judged, here.
+// (M: chunks of 10,000 rows, up to 3 in flight), for each mode asked (a journal and a synchronous
+// setting). Each case uses a fresh database; rates are rows per second of the inserts (open and
+// schema not included). Also the time from open() to the first committed write, split into its
+// phases with the timestamps the benchmark's worker records (probe.js). Driven by run.mjs;
+// results are returned, not judged, here.
 
 import { open } from "sqlweir";
 
@@ -24,21 +26,22 @@ channel.onmessage = ({ data }) => {
   else w.reject(new Error(data.error));
 };
 
-let synchronous = "normal";
-
-function raw(name, rows, mode, journal) {
+function ask(message) {
   const id = nextId++;
   return new Promise((resolve, reject) => {
     waiting.set(id, { resolve, reject });
-    channel.postMessage({ id, name, rows, mode, journal, synchronous });
+    channel.postMessage({ id, ...message });
   });
 }
 
-let seq = 0;
-const fresh = (what, journal) => `${what}-${journal}-${++seq}.db`;
+const raw = (name, rows, mode, { journal, synchronous }) => ask({ name, rows, mode, journal, synchronous });
 
-async function weir(what, journal, rows, work) {
-  const db = await open(fresh(what, journal), { migrations: [SCHEMA], journal, synchronous });
+let seq = 0;
+const fresh = (what, { journal, synchronous }) => `${what}-${journal}-${synchronous}-${++seq}.db`;
+
+async function weir(what, mode, rows, work) {
+  const { journal, synchronous } = mode;
+  const db = await open(fresh(what, mode), { migrations: [SCHEMA], journal, synchronous });
   const started = performance.now();
   await work(db, rows);
   const ms = performance.now() - started;
@@ -91,30 +94,60 @@ const CASES = {
   many: { name: `(M) sqlweir: writeMany, chunks of ${CHUNK.toLocaleString("en")}`, work: many },
 };
 
-/** Time from open() to the first committed write, on a fresh database (the first open of the page starts the worker). */
-async function firstWrite(journal) {
+/** Milliseconds since the page's time origin of an absolute timestamp (timeOrigin + now). */
+const sinceOrigin = (t) => t - performance.timeOrigin;
+
+/**
+ * Time from open() to the first committed write, on `name` (a fresh database unless given; the
+ * first open of the page starts the worker). `workerReadyMs`: until the worker's module ran and SQLite's wasm was
+ * compiled and instantiated (the worker's timestamps; only on the first open); `openMs`: until
+ * open() resolved (pool, file, migrations); `firstWriteMs`: until the first write's ack.
+ */
+async function firstWrite(mode, cold, name = fresh("first", mode)) {
+  const { journal, synchronous } = mode;
   const started = performance.now();
-  const db = await open(fresh("first", journal), { migrations: [SCHEMA], journal, synchronous });
+  const db = await open(name, { migrations: [SCHEMA], journal, synchronous });
   const opened = performance.now();
   await db.write(INSERT, [0, "collector", PAYLOAD]);
   const done = performance.now();
   await db.close();
-  return { openMs: opened - started, firstWriteMs: done - started };
+  const out = { openMs: opened - started, firstWriteMs: done - started, workerReadyMs: 0 };
+  if (cold) {
+    const { marks } = await ask({ probe: true });
+    out.marks = Object.fromEntries(Object.entries(marks).map(([k, t]) => [k, sinceOrigin(t) - started]));
+    out.workerReadyMs = out.marks.wasmReady ?? 0;
+  }
+  return out;
 }
 
-window.runBench = async ({ rows, naiveRows, rounds, journals, synchronous: sync = "normal" }) => {
-  synchronous = sync;
-  const startup = { cold: await firstWrite(journals[0]) };
-  startup.warm = await firstWrite(journals[0]);
+/** The database both startup measurements open: created on the first visit, found on the next. */
+const STARTUP_DB = "startup.db";
+
+/** Later opens measured; the median is reported (they are cheap, and one is noisy). */
+const LATER_OPENS = 5;
+
+/** The page's first open on a fresh profile (nothing in OPFS yet), then later opens. */
+window.startupFresh = async (mode) => {
+  const cold = await firstWrite(mode, true, STARTUP_DB);
+  const later = [];
+  for (let i = 0; i < LATER_OPENS; i++) later.push(await firstWrite(mode, false));
+  later.sort((a, b) => a.firstWriteMs - b.firstWriteMs);
+  return { cold, warm: later[(LATER_OPENS - 1) / 2], laterFirstWriteMs: later.map((l) => l.firstWriteMs) };
+};
+
+/** After a reload: the page's first open again, of the database the last visit made. */
+window.startupReturning = async (mode) => ({ returning: await firstWrite(mode, true, STARTUP_DB) });
+
+window.runBench = async ({ rows, naiveRows, rounds, modes }) => {
   const runs = [];
   for (let round = 0; round < rounds; round++) {
-    for (const journal of journals) {
+    for (const mode of modes) {
       for (const [key, c] of Object.entries(CASES)) {
         const n = key === "naive" ? naiveRows : rows;
-        const r = c.raw ? await raw(fresh(key, journal), n, c.raw, journal) : await weir(key, journal, n, c.work);
-        runs.push({ key, name: c.name, journal, round, rows: n, ...r });
+        const r = c.raw ? await raw(fresh(key, mode), n, c.raw, mode) : await weir(key, mode, n, c.work);
+        runs.push({ key, name: c.name, mode: mode.label, journal: mode.journal, synchronous: mode.synchronous, round, rows: n, ...r });
       }
     }
   }
-  return { startup, runs, userAgent: navigator.userAgent };
+  return { runs, userAgent: navigator.userAgent };
 };

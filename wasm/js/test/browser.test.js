@@ -197,7 +197,7 @@ test("metrics, health and job locks answer from the worker", async () => {
   });
   assert.deepEqual(result.health, { status: "ok", reason: null });
   assert.equal(result.metrics.queueDepth, 0);
-  assert.equal(result.metrics.journalMode, "delete");
+  assert.equal(result.metrics.journalMode, "wal");
   assert.match(result.metrics.engine, /^SQLite 3\.\d+\.\d+$/);
   assert.deepEqual(result.busy, ["InProgress", "tab"]);
   assert.equal(result.status.holder, null);

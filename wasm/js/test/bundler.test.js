@@ -162,6 +162,9 @@ for (const app of ["esbuild", "vite"]) {
     assert.ok(result.batches < COUNT, `writes of one tick share batches (${result.batches} batches)`);
     assert.deepEqual(result.constraint, ["SqlweirError", "Constraint"]);
     assert.equal(result.n, COUNT);
+    // The page, not the worker, fetched SQLite's wasm: it compiles while the worker starts.
+    const wasm = await browser.page.evaluate(() => performance.getEntriesByType("resource").filter((e) => e.name.endsWith(".wasm")).length);
+    assert.equal(wasm, 1, "the bundled page fetched the wasm once");
     assert.deepEqual(result.some, [
       { id: 1, title: "note 0", body: [0, 7] },
       { id: COUNT, title: `note ${COUNT - 1}`, body: [(COUNT - 1) % 256, 7] },

@@ -296,5 +296,5 @@ test("exportFile of a WAL database includes the WAL's commits and opens on its o
   assert.equal(r.journalMode, "wal");
   assert.deepEqual(r.versions, [1, 1]);
   assert.deepEqual(r.found, { n: 500, top: "wal 99" });
-  assert.equal(r.mode, "delete");
+  assert.equal(r.mode, "wal", "the exported file (rollback journal) is converted to the default on open");
 });

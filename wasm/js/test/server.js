@@ -31,25 +31,26 @@ function locate(mounts, path) {
 /**
  * Serves `root` on 127.0.0.1:`port`; resolves with the server once it listens. `root` is a
  * directory, or mounts `{ "/": dir, "/sqlweir/": dir, ... }` (URL prefixes ending in "/"; the
- * longest match wins). A directory's `index.html` answers for it.
+ * longest match wins). A directory's `index.html` answers for it. `headers` go on every answer
+ * (the peers benchmark serves its cross-origin-isolated page with COOP/COEP this way).
  */
-export function serve(root, port) {
+export function serve(root, port, { headers = {} } = {}) {
   const mounts = Object.entries(typeof root === "string" ? { "/": root } : root)
     .map(([prefix, dir]) => [prefix, resolve(dir)])
     .sort(([a], [b]) => b.length - a.length);
   const server = createServer(async (req, res) => {
     let file = locate(mounts, normalize(decodeURIComponent(new URL(req.url, "http://x").pathname)));
     if (!file) {
-      res.writeHead(403).end();
+      res.writeHead(403, headers).end();
       return;
     }
     try {
       if ((await stat(file)).isDirectory()) file = join(file, "index.html");
       const body = await readFile(file);
-      res.writeHead(200, { "content-type": TYPES[extname(file)] ?? "application/octet-stream", "cache-control": "no-store" });
+      res.writeHead(200, { ...headers, "content-type": TYPES[extname(file)] ?? "application/octet-stream", "cache-control": "no-store" });
       res.end(body);
     } catch {
-      res.writeHead(404).end();
+      res.writeHead(404, headers).end();
     }
   });
   return new Promise((resolve, reject) => {
