@@ -96,10 +96,21 @@ fn parent_round(round: u64) -> Result<usize, String> {
             .spawn()
             .map_err(|e| e.to_string())?;
         let stdout = child.stdout.take().ok_or("no child stdout")?;
-        let reader =
-            std::thread::spawn(move || BufReader::new(stdout).lines().map_while(Result::ok).collect::<Vec<_>>());
-        // Let it write for a while (until it has acked some writes), then kill it mid-stream.
-        std::thread::sleep(Duration::from_millis(150 + next() % 400));
+        let (first_ack, acked) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            let mut lines = Vec::new();
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if lines.is_empty() {
+                    let _ = first_ack.send(());
+                }
+                lines.push(line);
+            }
+            lines
+        });
+        // Let it write for a while after its first ack (a loaded machine may take long to start
+        // it: a kill before its migrations ran would prove nothing), then kill it mid-stream.
+        let _ = acked.recv_timeout(Duration::from_secs(120));
+        std::thread::sleep(Duration::from_millis(50 + next() % 400));
         child.kill().map_err(|e| e.to_string())?; // SIGKILL: no destructor, no flush, no checkpoint
         let _ = child.wait();
         for line in reader.join().map_err(|_| "reader thread panicked")? {
