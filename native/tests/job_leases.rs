@@ -237,8 +237,9 @@ fn one_holder_at_a_time_over_a_thousand_contended_grants(db: &Db) {
         assert_eq!(n, GRANTS_PER_PROCESS, "process {pid}");
     }
     // How often depends on the engine's own lock fairness (SQLite's busy handler sleeps, so a
-    // waiter can miss its turn); that they took turns at all shows the grants were contended.
-    assert!(switches >= 4, "the two processes contended and took turns: {switches} hand-overs");
+    // waiter can miss its turn: 3 hand-overs in 1,000 happened on a loaded machine); two or more
+    // mean one process got grants between two runs of the other's, so the grants were contended.
+    assert!(switches >= 2, "the two processes contended and took turns: {switches} hand-overs");
     let history = store.job_history("contended");
     assert_eq!(history.len(), 20, "the last 20 runs");
     assert!(history.iter().all(|r| r.outcome == JobOutcome::Succeeded && r.holder.starts_with("child ")));
