@@ -9,7 +9,10 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::Poll;
 use std::time::Duration;
 
 use futures_channel::oneshot;
@@ -420,16 +423,42 @@ async fn run_writer(inner: Rc<RefCell<Inner>>) {
                     }
                 }
             }
-            // A retry delay, the breaker's cooldown, or a batch lingering for more writes.
-            Action::Sleep(wait) | Action::Wait(Some(wait)) => host::sleep(wait).await,
+            // A retry delay or the breaker's cooldown: nothing shortens it.
+            Action::Sleep(wait) => host::sleep(wait).await,
+            // A batch lingering for more writes: a flush or a close ends the linger early.
+            Action::Wait(Some(linger)) => {
+                let woken = park(&inner);
+                sleep_or_wake(linger, woken).await;
+                inner.borrow_mut().wake = None;
+            }
             Action::Wait(None) => {
-                let (tx, rx) = oneshot::channel();
-                inner.borrow_mut().wake = Some(tx);
-                let _ = rx.await;
+                let _ = park(&inner).await;
             }
             Action::Stopped => return,
         }
     }
+}
+
+/// Leaves the writer a way to be woken: the next push, flush or close that finds it parked
+/// sends on the returned channel.
+fn park(inner: &Rc<RefCell<Inner>>) -> oneshot::Receiver<()> {
+    let (tx, rx) = oneshot::channel();
+    inner.borrow_mut().wake = Some(tx);
+    rx
+}
+
+/// Waits `d`, or less if the writer is woken first.
+async fn sleep_or_wake(d: Duration, mut woken: oneshot::Receiver<()>) {
+    let mut sleep = std::pin::pin!(host::sleep(d));
+    std::future::poll_fn(|cx| {
+        // Woken or timed out: either way the writer polls the pipeline again.
+        if sleep.as_mut().poll(cx).is_ready() || Pin::new(&mut woken).poll(cx).is_ready() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
 }
 
 /// Hands each entry its result: Rust futures directly, main-thread writes in one report.

@@ -233,6 +233,32 @@ test("a second open of an open database in the same page is refused, never a sec
   assert.deepEqual(result, { isError: true, code: "InUse", n: 1 });
 });
 
+test("a flush or a close ends a long linger at once instead of waiting it out", async () => {
+  // The bug: a batch lingering for more writes slept its whole linger, so `flush()` and
+  // `close()` on a store opened with a long `lingerMs` waited out the timer (ten minutes
+  // here, far past the test's timeout) although the writer had been asked to hurry.
+  const result = await browser.page.evaluate(async () => {
+    const { open } = await import("sqlweir");
+    const db = await open("linger.db", { migrations: ["CREATE TABLE t(n INTEGER PRIMARY KEY)"], lingerMs: 600_000 });
+    const first = db.write("INSERT INTO t(n) VALUES (?)", [1]);
+    await new Promise((resolve) => setTimeout(resolve, 50)); // the writer is lingering now
+    await db.flush();
+    const flushed = await first;
+    const second = db.write("INSERT INTO t(n) VALUES (?)", [2]);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    await db.close();
+    const closed = await second;
+    const again = await open("linger.db");
+    const rows = await again.query("SELECT n FROM t ORDER BY n");
+    await again.close();
+    return { flushed: flushed.changes, closed: closed.changes, rows: rows.map((r) => r.n) };
+  });
+  assert.equal(result.flushed, 1, "the lingering write committed on flush");
+  assert.equal(result.closed, 1, "the lingering write committed on close");
+  assert.deepEqual(result.rows, [1, 2]);
+  assert.deepEqual(browser.pageErrors, []);
+});
+
 test("close refuses later calls and a reopen finds the data", async () => {
   const result = await browser.page.evaluate(async (migrations) => {
     const { open } = await import("sqlweir");
