@@ -3,13 +3,15 @@
 
 import { SqlweirError } from "./errors.js";
 
+const utf8 = new TextEncoder();
+
 /** `counts` entry of an item that travels as it is (not a plain `write`). */
 const AS_IS = 0xffffffff;
 
 /**
  * One tick's writes `[id, target, payload, kind, extra]` in columns for the worker's
  * `submitPacked`: plain `write`s (SQL string, array of parameters) as one table of distinct SQL,
- * parameter type tags, numbers in a Float64Array and strings joined in one string; every other
+ * parameter type tags, numbers in a Float64Array and strings joined in one UTF-8 buffer; every other
  * item (typed writes, writeMany, odd input the worker refuses) as it is, in `legacy`. Keeps the
  * order of the items.
  */
@@ -76,6 +78,12 @@ export function pack(items) {
       }
     }
   }
+  // The strings as one UTF-8 buffer, transferred rather than cloned. Joined first: one native
+  // encode of the whole is several times faster than one per string. The ends stay in UTF-16
+  // units, so a surrogate pair split across two strings is still found (the worker gives each
+  // half U+FFFD, as when sent alone).
+  const text = utf8.encode(strings.join(""));
+  const textEnds = Uint32Array.from(ends);
   return {
     ids,
     counts,
@@ -83,11 +91,11 @@ export function pack(items) {
     sqls,
     tags,
     nums,
-    text: strings.join(""),
-    textEnds: Uint32Array.from(ends),
+    text,
+    textEnds,
     others,
     legacy,
-    transfer: [ids.buffer, counts.buffer, sqlIndex.buffer, tags.buffer, nums.buffer],
+    transfer: [ids.buffer, counts.buffer, sqlIndex.buffer, tags.buffer, nums.buffer, text.buffer, textEnds.buffer],
   };
 }
 

@@ -119,7 +119,7 @@ impl Database {
     /// `write` of the SQL `sqls[sql_index[i]]`, or `u32::MAX` when it is the next item of
     /// `legacy` (any other kind, as `submit` takes it). The plain writes' parameters follow one
     /// another in `tags` (0 null, 1 number, 2 string, 3 boolean, 4 any other value) with
-    /// numbers and booleans in `nums` (same index), strings cut from `text` at the UTF-16 ends
+    /// numbers and booleans in `nums` (same index), strings cut from `text` (UTF-8) at the UTF-16 ends
     /// `text_ends`, and other values in `others`. Returns the refused ones like `submit`.
     #[wasm_bindgen(js_name = submitPacked)]
     #[allow(clippy::too_many_arguments, clippy::needless_pass_by_value)]
@@ -131,7 +131,7 @@ impl Database {
         sqls: &Array,
         tags: &[u8],
         nums: &[f64],
-        text: String,
+        text: &[u8],
         text_ends: &[u32],
         others: &Array,
         legacy: &Array,
@@ -139,7 +139,13 @@ impl Database {
         let malformed = || JsValue::from_str("submitPacked: malformed columns");
         let refused = Array::new();
         let sqls: Vec<String> = sqls.iter().map(|s| s.as_string().unwrap_or_default()).collect();
-        let mut strings = split_text(&text, text_ends).into_iter();
+        // The page encodes the joined strings with `TextEncoder` (never invalid UTF-8: a lone
+        // surrogate becomes U+FFFD); a JS string would be copied into wasm memory one
+        // character at a time.
+        let text = std::str::from_utf8(text).map_err(|_| malformed())?;
+        let mut strings = split_text(text, text_ends).into_iter();
+        // One clock reading for the whole message: its writes were all issued in one tick.
+        let now = crate::host::now();
         let (mut v, mut other, mut old) = (0usize, 0u32, 0u32);
         for (i, (&id, &count)) in ids.iter().zip(counts).enumerate() {
             if count == u32::MAX {
@@ -170,7 +176,7 @@ impl Database {
                 }
             }
             let settled = match error {
-                None => self.store.submit(Op::Write(Write::one(sql.clone(), params)), Ticket::Id(id)),
+                None => self.store.submit_at(Op::Write(Write::one(sql.clone(), params)), Ticket::Id(id), now),
                 Some(e) => Err(Settled { id, result: Err(e.into()) }),
             };
             if let Err(s) = settled {

@@ -242,6 +242,11 @@ impl Store {
     /// `Backpressure::Fail`): a refused `Reply` ticket is answered at once, a refused `Id` ticket
     /// comes back settled for the caller to report.
     pub(crate) fn submit(&self, op: Op, ticket: Ticket) -> Result<(), Settled> {
+        self.submit_at(op, ticket, host::now())
+    }
+
+    /// [`submit`](Self::submit) at host time `now`, read once for a message of many writes.
+    pub(crate) fn submit_at(&self, op: Op, ticket: Ticket, now: Duration) -> Result<(), Settled> {
         if let Err(e) = op.check() {
             return refuse(ticket, e);
         }
@@ -250,7 +255,7 @@ impl Store {
             Op::Transaction(list) => Work::Transaction(Statements { list, results: Vec::new(), error: None }),
         };
         let mut s = self.inner.borrow_mut();
-        match s.pipeline.push(work, ticket, host::now()) {
+        match s.pipeline.push(work, ticket, now) {
             Ok(pushed) => {
                 if pushed.wake {
                     s.wake_writer();

@@ -138,11 +138,12 @@ window.startupFresh = async (mode) => {
 /** After a reload: the page's first open again, of the database the last visit made. */
 window.startupReturning = async (mode) => ({ returning: await firstWrite(mode, true, STARTUP_DB) });
 
-window.runBench = async ({ rows, naiveRows, rounds, modes }) => {
+window.runBench = async ({ rows, naiveRows, rounds, modes, only = null }) => {
   const runs = [];
   for (let round = 0; round < rounds; round++) {
     for (const mode of modes) {
       for (const [key, c] of Object.entries(CASES)) {
+        if (only && key !== only) continue;
         const n = key === "naive" ? naiveRows : rows;
         const r = c.raw ? await raw(fresh(key, mode), n, c.raw, mode) : await weir(key, mode, n, c.work);
         runs.push({ key, name: c.name, mode: mode.label, journal: mode.journal, synchronous: mode.synchronous, round, rows: n, ...r });
