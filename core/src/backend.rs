@@ -79,4 +79,11 @@ pub trait Backend {
     /// Whether a transaction is still open. Checked after a rejected write: some errors make the
     /// database roll the whole transaction back, and then the batch is replayed without it.
     fn in_transaction(&self) -> bool;
+
+    /// The tables the transaction just committed changed, for the commit feed
+    /// ([`crate::feed`]), and forgets them; what [`begin`](Self::begin) started afresh. The
+    /// default knows none (a backend without a feed).
+    fn take_changed(&mut self) -> Vec<String> {
+        Vec::new()
+    }
 }

@@ -43,6 +43,10 @@ pub struct FakeBackend {
     busy_begins: u32,
     busy_commits: u32,
     unique: bool,
+    /// The statements (standing for tables) of the rows applied since the last `begin`, for
+    /// [`Backend::take_changed`]: kept through a rollback, as a real backend's bookkeeping may
+    /// be, so the core must be the one that drops an abandoned attempt's.
+    staged_tables: Vec<String>,
     /// `begin` calls made.
     pub begins: u64,
     /// Successful commits.
@@ -101,10 +105,11 @@ impl Backend for FakeBackend {
             return Err(Fault::Busy.error());
         }
         self.staged = Some(Vec::new());
+        self.staged_tables.clear();
         Ok(())
     }
 
-    fn execute(&mut self, _sql: &str, params: &[Value]) -> Result<Applied, BackendError> {
+    fn execute(&mut self, sql: &str, params: &[Value]) -> Result<Applied, BackendError> {
         let staged = self.staged.as_mut().expect("core bug: execute outside a transaction");
         let key = match params.first() {
             Some(Value::Integer(v)) => Some(*v),
@@ -123,6 +128,7 @@ impl Backend for FakeBackend {
             }
         }
         staged.push(params.to_vec());
+        self.staged_tables.push(sql.to_owned());
         Ok(Applied { changes: 1, last_rowid: (self.committed.len() + staged.len()) as i64, returned: None })
     }
 
@@ -144,5 +150,10 @@ impl Backend for FakeBackend {
 
     fn in_transaction(&self) -> bool {
         self.staged.is_some()
+    }
+
+    /// The fake has one table; a write's statement text stands for the table it changed.
+    fn take_changed(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.staged_tables)
     }
 }

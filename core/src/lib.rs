@@ -29,6 +29,7 @@ pub mod breaker;
 pub mod error;
 #[cfg(any(test, feature = "fake"))]
 pub mod fake;
+pub mod feed;
 pub mod joblock;
 pub mod metrics;
 pub mod pipeline;
@@ -43,6 +44,7 @@ pub use backend::{Applied, Backend, Returned};
 pub use batch::{BatchOutcome, Batcher, ManyOutcome, Receipt, Rows, Write, WriteResult, apply};
 pub use breaker::{Breaker, BreakerState, Transition};
 pub use error::{BackendError, ErrorClass, ErrorKind, WriteError};
+pub use feed::{Commit, Feed, FeedItem};
 pub use joblock::{JobLocks, JobOutcome, JobRun, JobStatus, JobToken, Lease, LeaseDecision};
 pub use metrics::{Health, HealthStatus, MetricsSnapshot};
 pub use pipeline::{

@@ -127,6 +127,8 @@ struct Entry<T, X> {
 pub struct Batch<T, X> {
     run: BatchRun,
     entries: Vec<Queued<Entry<T, X>>>,
+    /// The tables the last attempt changed, when it committed.
+    changed: Vec<String>,
 }
 
 /// What one attempt of a batch came to, for [`Pipeline::finish`].
@@ -162,18 +164,25 @@ impl<T, X> Batch<T, X> {
         B: Backend + ?Sized,
         X: Body<B>,
     {
-        if let [Queued { item: Entry { work: Work::Transaction(body), .. }, .. }] = self.entries.as_mut_slice() {
-            return attempt_body(backend, body);
-        }
-        let writes: Vec<&Write> = self
-            .entries
-            .iter()
-            .map(|q| match &q.item.work {
-                Work::Write(w) => w,
-                Work::Transaction(_) => unreachable!("a transaction is always taken alone"),
-            })
-            .collect();
-        Attempted::Batch(apply(backend, &writes))
+        let attempted =
+            if let [Queued { item: Entry { work: Work::Transaction(body), .. }, .. }] = self.entries.as_mut_slice() {
+                attempt_body(backend, body)
+            } else {
+                let writes: Vec<&Write> = self
+                    .entries
+                    .iter()
+                    .map(|q| match &q.item.work {
+                        Work::Write(w) => w,
+                        Work::Transaction(_) => unreachable!("a transaction is always taken alone"),
+                    })
+                    .collect();
+                Attempted::Batch(apply(backend, &writes))
+            };
+        // Taken after every attempt, so an abandoned one leaves nothing for the next.
+        let changed = backend.take_changed();
+        self.changed =
+            if matches!(attempted, Attempted::Batch(BatchOutcome::Committed { .. })) { changed } else { Vec::new() };
+        attempted
     }
 }
 
@@ -228,6 +237,10 @@ pub struct Settled<T, X> {
     pub entries: Vec<SettledEntry<T, X>>,
     /// Flush tickets whose writes have now all settled.
     pub flushed: Vec<T>,
+    /// The tables the batch changed, as the backend reported them ([`Backend::take_changed`]);
+    /// empty when it failed, was rejected, or changed nothing. The host publishes them on its
+    /// commit feed ([`crate::feed::Feed::publish`]).
+    pub changed: Vec<String>,
 }
 
 /// What the host does next.
@@ -408,7 +421,7 @@ impl<T, X> Pipeline<T, X> {
                 self.admit_waiting();
                 let left = self.queue.rows() + self.waiting_rows;
                 let run = self.writer.start_batch(rows, left);
-                let batch = Batch { run, entries };
+                let batch = Batch { run, entries, changed: Vec::new() };
                 if let Some(wait) = self.writer.gate(now) {
                     self.current = Some(Current { batch, not_before: now });
                     return Action::Sleep(wait);
@@ -467,6 +480,7 @@ impl<T, X> Pipeline<T, X> {
         };
         debug_assert_eq!(outcomes.len(), batch.entries.len(), "one outcome per entry");
         let id = batch.run.id;
+        let changed = std::mem::take(&mut batch.changed);
         let entries = batch
             .entries
             .into_iter()
@@ -482,7 +496,7 @@ impl<T, X> Pipeline<T, X> {
             let (_, ticket) = self.flushes.pop_front().expect("front was just seen");
             flushed.push(ticket);
         }
-        Some(Settled { batch: id, entries, flushed })
+        Some(Settled { batch: id, entries, flushed, changed })
     }
 
     /// Every entry still held (queued, waiting for room, between attempts) and every flush

@@ -2,7 +2,8 @@
 //! writes waiting for room, batcher, apply with salvage, transactions, retry, breaker, flushes)
 //! driven the way a host drives it, against the fault-injecting fake backend. No write lost,
 //! duplicated or reordered; every entry settles exactly once, in acceptance order; acked is
-//! exactly what is durable; a flush resolves only after everything accepted before it.
+//! exactly what is durable; a flush resolves only after everything accepted before it; a
+//! settled batch reports the tables of exactly the rows it committed (the commit feed's input).
 
 use std::time::Duration;
 
@@ -202,6 +203,10 @@ impl Harness {
                 other => panic!("a batch failed with {other}: salvage must reject such writes alone"),
             }
         }
+        // The commit feed's input: the tables of exactly the rows this batch committed (the
+        // fake reports one per applied row), nothing from an abandoned or rejected attempt.
+        let changed = settled.changed.len();
+        let mut committed_here = 0;
         for e in settled.entries {
             let Ticket::Entry(id) = e.ticket else { panic!("a flush ticket settled as an entry") };
             let kind = self.kinds[id as usize];
@@ -218,11 +223,16 @@ impl Harness {
             };
             if seen == Seen::Committed {
                 self.expected.push(id as i64);
+                committed_here += 1;
             }
             assert!(matches!(e.work, Work::Write(_) | Work::Transaction(_)), "the work comes back");
             self.seen[id as usize].push(seen);
             self.settled_order.push(id);
         }
+        assert_eq!(
+            changed, committed_here,
+            "the batch reported the tables of {changed} rows but committed {committed_here}"
+        );
         for f in settled.flushed {
             let Ticket::Flush(before) = f else { panic!("an entry ticket came back as a flush") };
             assert!(

@@ -61,6 +61,7 @@
 
 mod engine;
 mod error;
+mod feed;
 mod files;
 mod job;
 mod lease;
@@ -78,6 +79,7 @@ mod typed;
 mod writer;
 
 pub use error::{CloseError, LockError, OpenError, QueryError};
+pub use feed::{Blocking, Subscription};
 pub use job::{JobGuard, Wait};
 pub use options::{Backpressure, GroupWait, Options, Synchronous};
 pub use read::{QueryTicket, Rows};
@@ -87,8 +89,8 @@ pub use read::{QueryTicket, Rows};
 #[cfg(feature = "serde_json")]
 pub use sqlweir_core::value::json;
 pub use sqlweir_core::{
-    BackendError, ErrorKind, Health, HealthStatus, JobOutcome, JobRun, JobStatus, MetricsSnapshot, RetryPolicy,
-    RowError, Value, WriteError, named_params, params,
+    BackendError, Commit, ErrorKind, FeedItem, Health, HealthStatus, JobOutcome, JobRun, JobStatus, MetricsSnapshot,
+    RetryPolicy, RowError, Value, WriteError, named_params, params,
 };
 pub use sqlweir_core::{ManyOutcome, Receipt};
 pub use store::Store;

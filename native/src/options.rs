@@ -34,6 +34,7 @@ pub struct Options {
     pub(crate) seed: Option<u64>,
     pub(crate) job_lease: Duration,
     pub(crate) group_wait: GroupWait,
+    pub(crate) feed_capacity: usize,
 }
 
 /// How a blocked writer waits for its write group's leader before it sleeps (see
@@ -73,6 +74,7 @@ impl Default for Options {
             seed: None,
             job_lease: Duration::from_secs(30),
             group_wait: GroupWait::default(),
+            feed_capacity: sqlweir_core::feed::DEFAULT_FEED_CAPACITY,
         }
     }
 }
@@ -177,6 +179,13 @@ impl Options {
     /// thread (it leads a write group).
     pub fn group_wait(mut self, wait: GroupWait) -> Self {
         self.group_wait = wait;
+        self
+    }
+
+    /// How many recent commits the commit feed keeps for slow subscribers (default 256): one
+    /// that falls further behind reads `FeedItem::Lagged` and goes on ([`crate::Subscription`]).
+    pub fn feed_capacity(mut self, commits: usize) -> Self {
+        self.feed_capacity = commits.max(1);
         self
     }
 }

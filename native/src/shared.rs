@@ -2,12 +2,13 @@
 //! the writer's wake-up, the job locks and the facts learned at open.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use sqlweir_core::{JobLocks, Pipeline, PushError, Work};
 
 use crate::engine::Engine;
+use crate::feed::FeedHub;
 use crate::files::OpenFile;
 use crate::options::GroupWait;
 use crate::ticket::Done;
@@ -73,6 +74,8 @@ pub(crate) struct Shared {
     /// transaction closure held it): the writer cannot be joined from there, so it gives the
     /// claim back itself once it has drained the pipeline and stopped.
     pub(crate) release_on_exit: Mutex<Option<OpenFile>>,
+    /// The commit feed: published after each committed batch, closed when the writer stops.
+    pub(crate) feed: Arc<FeedHub>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -119,8 +122,10 @@ impl Shared {
         group_wait: GroupWait,
         journal_mode: String,
         engine: String,
+        feed: FeedHub,
     ) -> Self {
         Shared {
+            feed: Arc::new(feed),
             conn: Mutex::new(Some(conn)),
             spinners: AtomicUsize::new(0),
             group_wait,

@@ -10,6 +10,10 @@ use crate::error::{CloseError, QueryError};
 use crate::read::Rows;
 
 impl Engine for SqliteBackend {
+    fn reports_changes(&self) -> bool {
+        true
+    }
+
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<Rows, QueryError> {
         let (columns, rows) = SqliteBackend::query(self, sql, params, false).map_err(QueryError::Database)?;
         Ok(Rows { columns, rows })

@@ -15,6 +15,7 @@ use sqlweir_core::{
 
 use crate::engine::Engine;
 use crate::error::{CloseError, LockError, OpenError, QueryError};
+use crate::feed::{FeedHub, Subscription};
 use crate::files::OpenFile;
 use crate::job::{JobGuard, Wait, from_unix_ms, this_holder, unix_ms};
 use crate::lease::{LeaseRefused, Leases, SqliteLeases, SqliteTarget};
@@ -117,7 +118,10 @@ impl Store {
     ) -> Result<Store, OpenError> {
         let seed = options.seed.unwrap_or_else(|| RandomState::new().hash_one(SystemTime::now()));
         let pipeline = Pipeline::new(options.queue_capacity, options.backpressure, options.writer, seed);
-        let shared = Arc::new(Shared::new(Box::new(engine), pipeline, options.group_wait, journal_mode, engine_name));
+        // A store whose engine reports no changed tables has a feed that ends at once.
+        let feed = FeedHub::new(options.feed_capacity, !engine.reports_changes());
+        let shared =
+            Arc::new(Shared::new(Box::new(engine), pipeline, options.group_wait, journal_mode, engine_name, feed));
         let read_connections = options.read_connections;
         let for_writer = shared.clone();
         let thread = std::thread::Builder::new()
@@ -446,6 +450,17 @@ impl Store {
                 self.shared().jobs().history(name)
             }
         }
+    }
+
+    /// The commit feed from now on: after each committed batch that changed rows, its batch id
+    /// and the tables it changed, once per batch (never per row, never for a batch rolled
+    /// back). Any number of subscribers, on any threads; a slow one is told it lagged and
+    /// never slows the writer. See [`Subscription`].
+    ///
+    /// On a PostgreSQL store the feed has nothing to publish (the backend does not report
+    /// changed tables yet): the subscription ends at once.
+    pub fn subscribe(&self) -> Subscription {
+        self.handle.shared.feed.subscribe()
     }
 
     /// A snapshot of the counters, latencies, breaker state and database facts.

@@ -56,6 +56,7 @@ pub(crate) fn run(shared: &Shared) -> Result<(), CloseError> {
             }
             Action::Stopped => {
                 drop(p);
+                shared.feed.close();
                 let Some(mut engine) = conn.take() else { return Ok(()) };
                 return engine.finish();
             }
@@ -72,7 +73,10 @@ fn run_batch(shared: &Shared, engine: &mut dyn Engine, mut batch: Batch<Done, Bo
     let events = drain_events(&mut p);
     drop(p);
     log(events);
-    if let Some(settled) = settled {
+    if let Some(mut settled) = settled {
+        // Still holding the connection, so commits are published in the order they were made;
+        // before any writer is told, so whoever subscribes after an ack never sees that batch.
+        shared.feed.publish(settled.batch, std::mem::take(&mut settled.changed));
         settle(settled);
     }
 }

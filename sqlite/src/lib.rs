@@ -17,6 +17,7 @@
 //! assert_eq!(results.iter().map(|r| r.committed_rows()).sum::<u64>(), 1, "the duplicate was rejected alone");
 //! ```
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -30,6 +31,11 @@ pub struct SqliteBackend {
     /// The connection. Hosts use it directly for setup, checkpoints and closing.
     pub conn: Connection,
     guard: Guard,
+    /// The tables each write statement may change (its own target, and those of its triggers
+    /// and foreign-key actions), learned from the authorizer the first time the text is seen.
+    targets: HashMap<String, Arc<[String]>>,
+    /// The targets of the statements that changed rows since `begin`, for the commit feed.
+    changed: Vec<Arc<[String]>>,
     /// Transactions still to fail with `SQLITE_BUSY` (tests only: the check is compiled out
     /// of every other build).
     #[cfg(feature = "fault-injection")]
@@ -44,6 +50,8 @@ impl SqliteBackend {
         Ok(SqliteBackend {
             conn,
             guard,
+            targets: HashMap::new(),
+            changed: Vec::new(),
             #[cfg(feature = "fault-injection")]
             busy_left: 0,
         })
@@ -57,14 +65,26 @@ impl SqliteBackend {
         query_guarded(&self.conn, &self.guard, sql, params, read_only)
     }
 
-    /// Prepares a user's write statement (from the cache when it ran before), refusing what
-    /// must not reach the write connection: see [`Guard`].
-    fn prepare_write(&self, sql: &str) -> Result<CachedStatement<'_>, BackendError> {
-        let stmt = self.guard.prepare(&self.conn, sql, Mode::Write)?;
-        if stmt.readonly() || stmt.is_explain() != 0 {
-            return Err(not_a_write(sql));
+    /// The tables `sql` may change, from the authorizer (once per statement text; the map is
+    /// bounded like a cache). Triggers and foreign-key actions are coded into the statement
+    /// while it is prepared, so their tables are among them.
+    fn targets_of(&mut self, sql: &str) -> Arc<[String]> {
+        if let Some(found) = self.targets.get(sql) {
+            return found.clone();
         }
-        Ok(stmt)
+        if self.targets.len() >= MAX_KNOWN_STATEMENTS {
+            self.targets.clear();
+        }
+        let found: Arc<[String]> = self.guard.targets(&self.conn, sql).into();
+        self.targets.insert(sql.to_owned(), found.clone());
+        found
+    }
+
+    /// Notes that a statement with these targets changed rows.
+    fn note_changed(changed: &mut Vec<Arc<[String]>>, targets: &Arc<[String]>) {
+        if !targets.is_empty() && !changed.last().is_some_and(|last| Arc::ptr_eq(last, targets)) {
+            changed.push(targets.clone());
+        }
     }
 
     /// Makes the next `attempts` transactions fail with `SQLITE_BUSY` (feature `fault-injection`).
@@ -81,13 +101,19 @@ impl Backend for SqliteBackend {
             self.busy_left -= 1;
             return Err(classify_code(ffi::SQLITE_BUSY, "database is locked (injected)".into()));
         }
+        self.changed.clear();
         // IMMEDIATE takes the write lock up front, so contention shows here, before any work.
         self.conn.prepare_cached("BEGIN IMMEDIATE").and_then(|mut s| s.execute([])).map(drop).map_err(classify)
     }
 
     fn execute(&mut self, sql: &str, params: &[Value]) -> Result<Applied, BackendError> {
-        let mut stmt = self.prepare_write(sql)?;
-        run_write(&self.conn, &mut stmt, params, None).0
+        let targets = self.targets_of(sql);
+        let mut stmt = prepare_write(&self.conn, &self.guard, sql)?;
+        let (result, _, changed_rows) = run_write(&self.conn, &mut stmt, params, None);
+        if changed_rows {
+            Self::note_changed(&mut self.changed, &targets);
+        }
+        result
     }
 
     fn execute_many(
@@ -97,8 +123,9 @@ impl Backend for SqliteBackend {
         rows: &[&[Value]],
         each: &mut dyn FnMut(usize, Result<Applied, BackendError>, bool) -> bool,
     ) {
+        let targets = self.targets_of(sql);
         // One prepared statement for the whole group: the cache lookup is paid once, not per row.
-        let prepared = self.prepare_write(sql).and_then(|stmt| {
+        let prepared = prepare_write(&self.conn, &self.guard, sql).and_then(|stmt| {
             let slots = names.map(|names| named_slots(&stmt, names)).transpose()?;
             Ok((stmt, slots))
         });
@@ -116,7 +143,10 @@ impl Backend for SqliteBackend {
             }
         };
         for (i, params) in rows.iter().enumerate() {
-            let (result, kept) = run_write(&self.conn, &mut stmt, params, slots.as_deref());
+            let (result, kept, changed_rows) = run_write(&self.conn, &mut stmt, params, slots.as_deref());
+            if changed_rows {
+                Self::note_changed(&mut self.changed, &targets);
+            }
             if !each(i, result, kept) {
                 return;
             }
@@ -139,10 +169,32 @@ impl Backend for SqliteBackend {
     fn in_transaction(&self) -> bool {
         !self.conn.is_autocommit()
     }
+
+    fn take_changed(&mut self) -> Vec<String> {
+        let mut tables: Vec<String> =
+            self.changed.drain(..).flat_map(|t| t.iter().cloned().collect::<Vec<_>>()).collect();
+        tables.sort_unstable();
+        tables.dedup();
+        tables
+    }
 }
 
-/// Runs one row of a prepared write; returns its result and whether the transaction can go on
-/// (`kept`, see [`Backend::execute_many`]).
+/// Prepares a user's write statement (from the cache when it ran before), refusing what must
+/// not reach the write connection: see [`Guard`].
+fn prepare_write<'c>(conn: &'c Connection, guard: &Guard, sql: &str) -> Result<CachedStatement<'c>, BackendError> {
+    let stmt = guard.prepare(conn, sql, Mode::Write)?;
+    if stmt.readonly() || stmt.is_explain() != 0 {
+        return Err(not_a_write(sql));
+    }
+    Ok(stmt)
+}
+
+/// Statement texts whose targets a backend remembers before it starts over.
+const MAX_KNOWN_STATEMENTS: usize = 512;
+
+/// Runs one row of a prepared write; returns its result, whether the transaction can go on
+/// (`kept`, see [`Backend::execute_many`]) and whether it changed any row (its own or through
+/// triggers), for the commit feed.
 ///
 /// A statement with a `RETURNING` clause is stepped to its end and its rows are kept for the
 /// receipt. A failed statement that still changed rows (SQLite's `OR FAIL`, or a trigger's
@@ -156,7 +208,7 @@ fn run_write(
     stmt: &mut CachedStatement<'_>,
     params: &[Value],
     slots: Option<&[usize]>,
-) -> (Result<Applied, BackendError>, bool) {
+) -> (Result<Applied, BackendError>, bool, bool) {
     let before = conn.total_changes();
     let result = bind(stmt, params, slots).and_then(|()| {
         if stmt.column_count() == 0 {
@@ -169,13 +221,14 @@ fn run_write(
             returning(conn, stmt)
         }
     });
+    // total_changes counts rows changed by triggers too, and nothing of a statement SQLite
+    // undid itself: unchanged means no trace is left.
+    let changed = conn.total_changes() != before;
     match result {
-        Ok(applied) => (Ok(applied), true),
+        Ok(applied) => (Ok(applied), true, changed),
         Err(e) => {
-            // total_changes counts rows changed by triggers too, and nothing of a statement
-            // SQLite undid itself: unchanged means no trace is left.
-            let kept = !conn.is_autocommit() && conn.total_changes() == before;
-            (Err(classify(e)), kept)
+            let kept = !conn.is_autocommit() && !changed;
+            (Err(classify(e)), kept, changed)
         }
     }
 }
@@ -257,6 +310,9 @@ pub struct Guard {
 
 struct GuardState {
     mode: AtomicU8,
+    /// While set, the tables a statement being prepared would change are collected here.
+    capturing: std::sync::atomic::AtomicBool,
+    captured: Mutex<Vec<String>>,
     /// Why the last statement was refused, for the error message.
     denied: Mutex<Option<String>>,
 }
@@ -290,9 +346,17 @@ const REPORTING_PRAGMAS: &[&str] = &[
 impl Guard {
     /// Installs the guard's authorizer on `conn`; off until a user statement is prepared.
     pub fn install(conn: &mut Connection) -> Result<Guard, BackendError> {
-        let state = Arc::new(GuardState { mode: AtomicU8::new(Mode::Off as u8), denied: Mutex::new(None) });
+        let state = Arc::new(GuardState {
+            mode: AtomicU8::new(Mode::Off as u8),
+            capturing: std::sync::atomic::AtomicBool::new(false),
+            captured: Mutex::new(Vec::new()),
+            denied: Mutex::new(None),
+        });
         let seen = state.clone();
         conn.authorizer(Some(move |ctx: AuthContext<'_>| {
+            if let (true, Some(table)) = (seen.capturing.load(Ordering::Relaxed), written_table(&ctx.action)) {
+                seen.captured.lock().unwrap_or_else(PoisonError::into_inner).push(table.to_owned());
+            }
             let mode = seen.mode.load(Ordering::Relaxed);
             if mode == Mode::Off as u8 {
                 return Authorization::Allow;
@@ -324,6 +388,42 @@ impl Guard {
                 _ => classify(e),
             }
         })
+    }
+}
+
+impl Guard {
+    /// The tables `sql` would insert into, update or delete from (its triggers' and
+    /// foreign-key actions' included), sorted, each once; SQLite's own tables left out. From a
+    /// separate, uncached prepare under the write guard: nothing runs. Empty when the statement
+    /// does not prepare (its write then fails with the error that says why).
+    fn targets(&self, conn: &Connection, sql: &str) -> Vec<String> {
+        if sql.contains('\0') {
+            return Vec::new();
+        }
+        self.state.mode.store(Mode::Write as u8, Ordering::Relaxed);
+        self.state.capturing.store(true, Ordering::Relaxed);
+        let prepared = conn.prepare(sql).map(drop);
+        self.state.capturing.store(false, Ordering::Relaxed);
+        self.state.mode.store(Mode::Off as u8, Ordering::Relaxed);
+        self.state.denied.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let mut tables = std::mem::take(&mut *self.state.captured.lock().unwrap_or_else(PoisonError::into_inner));
+        if prepared.is_err() {
+            return Vec::new();
+        }
+        tables.retain(|t| !t.get(..7).is_some_and(|p| p.eq_ignore_ascii_case("sqlite_")));
+        tables.sort_unstable();
+        tables.dedup();
+        tables
+    }
+}
+
+/// The table an authorizer action writes to, if it writes.
+fn written_table<'a>(action: &AuthAction<'a>) -> Option<&'a str> {
+    match action {
+        AuthAction::Insert { table_name }
+        | AuthAction::Delete { table_name }
+        | AuthAction::Update { table_name, .. } => Some(table_name),
+        _ => None,
     }
 }
 
