@@ -87,6 +87,13 @@ impl SqliteBackend {
         }
     }
 
+    /// The tables `sql` reads, sorted, each once (SQLite's own left out), learned from the
+    /// authorizer while preparing it under the read guard: nothing runs. What a live query
+    /// watches: a view counts with the tables beneath it, subqueries and CTEs included.
+    pub fn tables_read(&self, sql: &str) -> Result<Vec<String>, BackendError> {
+        self.guard.tables(&self.conn, sql, Mode::Read)
+    }
+
     /// Makes the next `attempts` transactions fail with `SQLITE_BUSY` (feature `fault-injection`).
     #[cfg(feature = "fault-injection")]
     pub fn inject_busy(&mut self, attempts: u32) {
@@ -354,10 +361,13 @@ impl Guard {
         });
         let seen = state.clone();
         conn.authorizer(Some(move |ctx: AuthContext<'_>| {
-            if let (true, Some(table)) = (seen.capturing.load(Ordering::Relaxed), written_table(&ctx.action)) {
-                seen.captured.lock().unwrap_or_else(PoisonError::into_inner).push(table.to_owned());
-            }
             let mode = seen.mode.load(Ordering::Relaxed);
+            if seen.capturing.load(Ordering::Relaxed) {
+                let table = if mode == Mode::Read as u8 { read_table(&ctx.action) } else { written_table(&ctx.action) };
+                if let Some(table) = table {
+                    seen.captured.lock().unwrap_or_else(PoisonError::into_inner).push(table.to_owned());
+                }
+            }
             if mode == Mode::Off as u8 {
                 return Authorization::Allow;
             }
@@ -397,23 +407,40 @@ impl Guard {
     /// separate, uncached prepare under the write guard: nothing runs. Empty when the statement
     /// does not prepare (its write then fails with the error that says why).
     fn targets(&self, conn: &Connection, sql: &str) -> Vec<String> {
+        self.tables(conn, sql, Mode::Write).unwrap_or_default()
+    }
+
+    /// The tables a statement prepared under `mode` writes (`Write`) or reads (`Read`), from
+    /// a separate, uncached prepare: nothing runs.
+    fn tables(&self, conn: &Connection, sql: &str, mode: Mode) -> Result<Vec<String>, BackendError> {
         if sql.contains('\0') {
-            return Vec::new();
+            return Err(input("statement text contains a NUL byte: SQLite would ignore everything after it".into()));
         }
-        self.state.mode.store(Mode::Write as u8, Ordering::Relaxed);
+        self.state.mode.store(mode as u8, Ordering::Relaxed);
         self.state.capturing.store(true, Ordering::Relaxed);
         let prepared = conn.prepare(sql).map(drop);
         self.state.capturing.store(false, Ordering::Relaxed);
         self.state.mode.store(Mode::Off as u8, Ordering::Relaxed);
-        self.state.denied.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let denied = self.state.denied.lock().unwrap_or_else(PoisonError::into_inner).take();
         let mut tables = std::mem::take(&mut *self.state.captured.lock().unwrap_or_else(PoisonError::into_inner));
-        if prepared.is_err() {
-            return Vec::new();
+        if let Err(e) = prepared {
+            return Err(match (auth_code(&e), denied) {
+                (true, Some(why)) => input(why),
+                _ => classify(e),
+            });
         }
         tables.retain(|t| !t.get(..7).is_some_and(|p| p.eq_ignore_ascii_case("sqlite_")));
         tables.sort_unstable();
         tables.dedup();
-        tables
+        Ok(tables)
+    }
+}
+
+/// The table an authorizer action reads from, if it reads.
+fn read_table<'a>(action: &AuthAction<'a>) -> Option<&'a str> {
+    match action {
+        AuthAction::Read { table_name, .. } => Some(table_name),
+        _ => None,
     }
 }
 
@@ -671,6 +698,26 @@ mod tests {
         let conn = Connection::open_in_memory().unwrap();
         conn.execute_batch("CREATE TABLE t(x INTEGER UNIQUE NOT NULL)").unwrap();
         SqliteBackend::new(conn).unwrap()
+    }
+
+    #[test]
+    fn a_query_reads_the_tables_the_authorizer_reports_through_views_and_subqueries() {
+        let db = db();
+        db.conn
+            .execute_batch(
+                "CREATE TABLE u(id INTEGER PRIMARY KEY, t_x INTEGER); CREATE TABLE w(y); \
+                 CREATE VIEW v AS SELECT x FROM t WHERE x IN (SELECT y FROM w)",
+            )
+            .unwrap();
+        let read = |sql: &str| db.tables_read(sql).unwrap();
+        assert_eq!(read("SELECT count(*) FROM t"), vec!["t"], "count(*) reads the table without a column");
+        assert_eq!(read("SELECT * FROM t JOIN u ON u.t_x = t.x"), vec!["t", "u"]);
+        assert_eq!(read("SELECT x FROM v"), vec!["t", "v", "w"], "the view, and the tables beneath it");
+        assert_eq!(read("WITH c AS (SELECT id FROM u) SELECT * FROM c"), vec!["u"]);
+        assert_eq!(read("SELECT 1"), Vec::<String>::new());
+        let refused = db.tables_read("PRAGMA journal_mode = DELETE").unwrap_err();
+        assert_eq!(refused.kind, ErrorKind::InvalidInput, "{refused}");
+        assert_eq!(db.tables_read("SELECT * FROM nowhere").unwrap_err().kind, ErrorKind::Sql);
     }
 
     #[test]

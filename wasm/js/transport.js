@@ -44,6 +44,8 @@ class Connection {
 
   receive(message) {
     if (message.log) return this.log(message.log, message.message);
+    // The commit feed: the worker's database `commit` committed batch `batch`, which changed `tables`.
+    if (message.commit !== undefined) return this.onCommit?.(message.commit, message.batch, message.tables);
     if (message.settled) {
       const receipts = message.receipts;
       if (receipts) {

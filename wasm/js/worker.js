@@ -41,12 +41,14 @@ const calls = {
   async open({ name, options, log }) {
     if (log) logging = true;
     const db = await Database.open(name, options);
-    db.onSettled((settled, receipts) => self.postMessage({ settled, receipts }, [receipts.buffer]));
     const id = nextDb++;
+    db.onSettled((settled, receipts) => self.postMessage({ settled, receipts }, [receipts.buffer]));
+    db.onCommit((batch, tables) => self.postMessage({ commit: id, batch, tables }));
     databases.set(id, db);
     return id;
   },
   query: ({ db, sql, params }) => database(db).query(sql, params),
+  tablesRead: ({ db, sql }) => database(db).tablesRead(sql),
   async exportFile({ db, directory, name }) {
     await database(db).flush();
     return exportFile(directory, name);

@@ -228,6 +228,27 @@ impl Database {
         }));
     }
 
+    /// Sets the listener of the commit feed: called after each committed batch that changed
+    /// rows, with its batch id and an array of the tables it changed (its triggers' and
+    /// foreign-key actions' included), before any of its writes is answered.
+    #[wasm_bindgen(js_name = onCommit)]
+    pub fn on_commit(&self, listener: Function) {
+        self.store.set_commit_listener(Rc::new(move |batch: u64, tables: Vec<String>| {
+            let names: Array = tables.iter().map(|t| JsValue::from_str(t)).collect();
+            if let Err(e) = listener.call2(&JsValue::UNDEFINED, &JsValue::from_f64(batch as f64), &names) {
+                crate::host::warn(&format!("sqlweir: the onCommit listener threw: {e:?}"));
+            }
+        }));
+    }
+
+    /// The tables a read-only statement reads, from SQLite's authorizer while preparing it
+    /// (nothing runs): what a live query watches.
+    #[wasm_bindgen(js_name = tablesRead)]
+    pub fn tables_read(&self, sql: &str) -> Result<Array, JsValue> {
+        let tables = self.store.tables_read(sql).map_err(|e| js(&e))?;
+        Ok(tables.iter().map(|t| JsValue::from_str(t)).collect())
+    }
+
     /// Runs a read-only statement; rows as plain objects (integers beyond 2^53 as bigint).
     pub fn query(&self, sql: &str, params: &JsValue) -> Result<Array, JsValue> {
         let params = params_from_js(params).map_err(|e| js(&e))?;

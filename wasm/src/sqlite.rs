@@ -67,6 +67,11 @@ impl SqliteBackend {
         Ok(QueryRows { columns, rows })
     }
 
+    /// The tables a query reads (for live queries); nothing runs.
+    pub(crate) fn tables_read(&self, sql: &str) -> Result<Vec<String>, BackendError> {
+        self.inner.tables_read(sql)
+    }
+
     /// The connection, for the raw baselines of the benchmark.
     #[cfg(feature = "bench")]
     pub(crate) fn connection_mut(&mut self) -> &mut Connection {
@@ -116,6 +121,10 @@ impl Backend for SqliteBackend {
 
     fn in_transaction(&self) -> bool {
         self.inner.in_transaction()
+    }
+
+    fn take_changed(&mut self) -> Vec<String> {
+        self.inner.take_changed()
     }
 }
 

@@ -98,6 +98,9 @@ pub(crate) struct Settled {
 /// failed batch).
 pub(crate) type Listener = Rc<dyn Fn(Vec<Settled>)>;
 
+/// Told after each committed batch that changed rows: its id and the tables it changed.
+pub(crate) type CommitListener = Rc<dyn Fn(u64, Vec<String>)>;
+
 /// A statement-list transaction as the pipeline runs it: the statements, and what the last run
 /// produced (per statement results, or the statement that failed).
 pub(crate) struct Statements {
@@ -142,6 +145,7 @@ struct Inner {
     /// Wakes the parked writer task.
     wake: Option<oneshot::Sender<()>>,
     listener: Option<Listener>,
+    commit_listener: Option<CommitListener>,
 }
 
 impl Inner {
@@ -196,6 +200,7 @@ impl Store {
             next_token: 0,
             wake: None,
             listener: None,
+            commit_listener: None,
         }));
         wasm_bindgen_futures::spawn_local(run_writer(Rc::clone(&inner)));
         Ok(Store { inner })
@@ -273,6 +278,19 @@ impl Store {
     /// Sets who receives the outcomes of main-thread writes, one call per settled batch.
     pub(crate) fn set_listener(&self, listener: Listener) {
         self.inner.borrow_mut().listener = Some(listener);
+    }
+
+    /// Sets who is told of each committed batch that changed rows (the commit feed).
+    pub(crate) fn set_commit_listener(&self, listener: CommitListener) {
+        self.inner.borrow_mut().commit_listener = Some(listener);
+    }
+
+    /// The tables `sql` reads, from SQLite's authorizer while preparing it (nothing runs), for
+    /// live queries.
+    pub fn tables_read(&self, sql: &str) -> Result<Vec<String>, QueryError> {
+        let s = self.inner.borrow();
+        let backend = s.backend.as_ref().ok_or(QueryError::Closed)?;
+        backend.tables_read(sql).map_err(QueryError::Backend)
     }
 
     /// Runs a read-only statement between batches. A read after a write's ack sees the write.
@@ -467,8 +485,14 @@ async fn sleep_or_wake(d: Duration, mut woken: oneshot::Receiver<()>) {
 }
 
 /// Hands each entry its result: Rust futures directly, main-thread writes in one report.
-fn settle(inner: &Rc<RefCell<Inner>>, settled: Batch<Ticket, Statements>) {
+fn settle(inner: &Rc<RefCell<Inner>>, mut settled: Batch<Ticket, Statements>) {
     let batch = settled.batch;
+    // Before any write is answered: whoever acts on an ack already finds the commit announced.
+    let changed = std::mem::take(&mut settled.changed);
+    let commit_listener = inner.borrow().commit_listener.clone();
+    if let (Some(listener), false) = (commit_listener, changed.is_empty()) {
+        listener(batch, changed);
+    }
     let mut reports = Vec::new();
     for entry in settled.entries {
         let result = match (entry.work, entry.outcome) {
