@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use futures_core::Stream;
 use sqlweir_core::{Feed, FeedItem};
 
-use crate::shared::lock;
+use crate::mutex::lock;
 
 pub(crate) struct FeedHub {
     state: Mutex<HubState>,

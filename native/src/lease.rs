@@ -23,7 +23,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use sqlweir_core::joblock;
 use sqlweir_core::{BackendError, JobOutcome, JobRun, JobStatus, Lease, LeaseDecision};
 
-use crate::shared::lock;
+use crate::mutex::lock;
 use crate::sqlite::classify;
 
 /// How long a failed attempt keeps the caller first in line: a few polls.

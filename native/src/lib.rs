@@ -65,6 +65,7 @@ mod feed;
 mod files;
 mod job;
 mod lease;
+mod mutex;
 mod open;
 mod options;
 #[cfg(feature = "postgres")]

@@ -10,6 +10,7 @@ use sqlweir_core::{JobLocks, Pipeline, PushError, Work};
 use crate::engine::Engine;
 use crate::feed::FeedHub;
 use crate::files::OpenFile;
+use crate::mutex::lock;
 use crate::options::GroupWait;
 use crate::ticket::Done;
 use crate::tx::TxJob;
@@ -76,12 +77,6 @@ pub(crate) struct Shared {
     pub(crate) release_on_exit: Mutex<Option<OpenFile>>,
     /// The commit feed: published after each committed batch, closed when the writer stops.
     pub(crate) feed: Arc<FeedHub>,
-}
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every critical section here leaves its state consistent at each step (pipeline operations
-    // are single calls), so a panic elsewhere must not make the store unusable.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 thread_local! {
