@@ -8,6 +8,11 @@ import { checkOptions } from "./options.js";
 /** What a queued item asks the worker for, after `false` (write) and `true` (writeMany). */
 const WRITE_KIND = { insert: 2, upsert: 3, insertMany: 4, transaction: 5 };
 
+/** A result's identity for "did it change": bigints and bytes spelled out. */
+function fingerprint(rows) {
+  return JSON.stringify(rows, (_, v) => (typeof v === "bigint" ? `${v}n` : v instanceof Uint8Array ? Array.from(v) : v));
+}
+
 /**
  * A database open in the page's sqlweir worker, or, in a follower tab, in the leader tab's.
  * Dispatches `rolechange` when this tab starts leading.
@@ -123,6 +128,71 @@ class Database extends EventTarget {
   query(sql, params = []) {
     if (this.#closed) return Promise.reject(closedError());
     return this.#call("query", { sql, params });
+  }
+
+  /**
+   * Calls `listener({ batch, tables })` after each committed batch that changed rows, in every
+   * tab (followers included), once per batch; returns a function that stops it.
+   */
+  onCommit(listener) {
+    const handler = (event) => listener(event.detail);
+    this.addEventListener("commit", handler);
+    return () => this.removeEventListener("commit", handler);
+  }
+
+  /**
+   * A live query: runs `sql` now and again after each committed batch that changed a table it
+   * reads (SQLite's authorizer says which, views included), and calls `callback(rows)` with the
+   * first result and each one that differs from the last. Re-runs are coalesced: at most one
+   * runs at a time, and batches that commit meanwhile cause one more. Returns a function that
+   * stops it; its `ready` promise settles after the first result (or with the query's error).
+   * Errors of later runs go to `onError` (default: the console).
+   */
+  watch(sql, params, callback, { onError = (e) => console.warn("sqlweir: a watched query failed", e) } = {}) {
+    if (typeof callback !== "function") throw invalid("watch takes (sql, params, callback)");
+    let tables = null;
+    let stopped = false;
+    let running = null;
+    let again = false;
+    let last;
+    const run = () => {
+      if (stopped) return Promise.resolve();
+      if (running) {
+        again = true;
+        return running;
+      }
+      running = (async () => {
+        do {
+          again = false;
+          const rows = await this.query(sql, params);
+          const key = fingerprint(rows);
+          if (!stopped && key !== last) {
+            last = key;
+            callback(rows);
+          }
+        } while (again && !stopped);
+      })().finally(() => (running = null));
+      return running;
+    };
+    const rerun = () => run().catch((e) => stopped || onError(e));
+    const onCommit = (event) => {
+      if (tables && event.detail.tables.some((t) => tables.has(t.toLowerCase()))) rerun();
+    };
+    this.addEventListener("commit", onCommit);
+    this.addEventListener("resync", rerun);
+    const stop = () => {
+      stopped = true;
+      this.removeEventListener("commit", onCommit);
+      this.removeEventListener("resync", rerun);
+    };
+    stop.ready = this.#closed
+      ? Promise.reject(closedError())
+      : this.#call("tablesRead", { sql }).then((read) => {
+          tables = new Set(read.map((t) => t.toLowerCase()));
+          return run();
+        });
+    stop.ready.catch(stop);
+    return stop;
   }
 
   /** The whole database file as bytes, once the writes issued before it settled. */

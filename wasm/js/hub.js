@@ -14,7 +14,7 @@ import { pageConnection } from "./transport.js";
 
 const DEFAULT_DIRECTORY = ".sqlweir";
 /** Calls a new leader may run again without harm: they change nothing. */
-const RESENDABLE = new Set(["open", "query", "page", "flush", "metrics", "health", "jobStatus", "exportFile"]);
+const RESENDABLE = new Set(["open", "query", "tablesRead", "page", "flush", "metrics", "health", "jobStatus", "exportFile"]);
 
 /** This page's end of one pool directory: leader (runs the worker) or follower (forwards). */
 class Hub {
@@ -77,6 +77,7 @@ class Hub {
     this.leader = this.id;
     this.epoch += 1;
     this.conn = pageConnection(log);
+    this.conn.onCommit = (id, batch, tables) => this.commitOf(id, batch, tables);
     this.post({ t: "leader", epoch: this.epoch });
     // This page's own databases open first, then what was waiting or in flight runs here.
     for (const [name, { options }] of this.dbs) {
@@ -87,8 +88,22 @@ class Hub {
   }
 
   announce() {
-    for (const { database } of this.dbs.values()) {
-      database?.dispatchEvent(new CustomEvent("rolechange", { detail: { role: this.role } }));
+    this.emit("rolechange", { role: this.role });
+  }
+
+  /** Dispatches `type` on every database of this page, or on the one named `name`. */
+  emit(type, detail, name = null) {
+    for (const [n, { database }] of this.dbs) {
+      if (name === null || n === name) database?.dispatchEvent(new CustomEvent(type, { detail }));
+    }
+  }
+
+  /** Leader: the worker's database `id` committed `batch`, changing `tables`: tell every tab. */
+  commitOf(id, batch, tables) {
+    for (const [name, entry] of this.entries) {
+      if (entry.id !== id) continue;
+      this.post({ t: "commit", db: name, batch, tables });
+      this.emit("commit", { batch, tables }, name);
     }
   }
 
@@ -122,6 +137,8 @@ class Hub {
       }
     }
     for (const action of waiting) this.dispatch(action);
+    // Commits may have gone unannounced while the leader changed: live queries run again.
+    if (old !== null) this.emit("resync", {});
   }
 
   // The interface `Database` uses: nextId, writes, broken, call, sendWrites.
@@ -303,6 +320,9 @@ class Hub {
         this.redirect(old);
         return;
       }
+      case "commit":
+        if (m.from === this.leader) this.emit("commit", { batch: m.batch, tables: m.tables }, m.db);
+        return;
       case "req":
         if (m.to !== this.id || this.role !== "leader") return;
         this.run(m.op, m.fields, m.from).then(

@@ -249,6 +249,24 @@ export interface Database extends EventTarget {
    */
   query<T = Row>(sql: string, params?: SqlValue[]): Promise<T[]>;
   /**
+   * Calls `listener` after each committed batch that changed rows, in every tab (followers
+   * included), once per batch, with the batch id and the tables it changed. Returns a function
+   * that stops it.
+   */
+  onCommit(listener: (commit: { batch: number; tables: string[] }) => void): () => void;
+  /**
+   * A live query: runs `sql` now and again after each committed batch that changed a table it
+   * reads (SQLite's authorizer decides which), calling `callback` with the first result and each
+   * one that differs from the last; re-runs are coalesced. Returns a function that stops it;
+   * its `ready` settles after the first result, or rejects with the query's error.
+   */
+  watch<T = Row>(
+    sql: string,
+    params: SqlValue[],
+    callback: (rows: T[]) => void,
+    options?: { onError?: (error: SqlweirError) => void },
+  ): (() => void) & { ready: Promise<void> };
+  /**
    * The whole database file, once every write issued before it settled: read between batches
    * (in WAL mode, the WAL's commits included), its header set to rollback-journal mode so it
    * opens on its own, e.g. with `importFile` or the sqlite3 shell.
