@@ -77,6 +77,7 @@ mod store;
 mod ticket;
 mod tx;
 mod typed;
+mod watch;
 mod writer;
 
 pub use error::{CloseError, LockError, OpenError, QueryError};
@@ -98,6 +99,7 @@ pub use store::Store;
 pub use ticket::Ticket;
 pub use tx::{Tx, TxError, TxTicket};
 pub use typed::Page;
+pub use watch::Watch;
 
 /// The README's Rust examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -1067,6 +1067,15 @@ impl Reader for PgReader {
         let client = self.client.as_mut().ok_or_else(|| QueryError::Database(lost("not connected")))?;
         run_query(client, sql, params)
     }
+
+    fn tables_read(&mut self, _sql: &str) -> Result<Vec<String>, QueryError> {
+        Err(QueryError::Database(BackendError::new(
+            ErrorKind::InvalidInput,
+            ErrorClass::Rejected,
+            None,
+            "live queries need the commit feed, which a PostgreSQL store does not publish yet: poll with query",
+        )))
+    }
 }
 
 fn run_query(client: &mut Client, sql: &str, params: &[Value]) -> Result<Rows, QueryError> {

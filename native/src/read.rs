@@ -25,6 +25,8 @@ pub struct Rows {
 pub(crate) trait Reads: Send + Sync {
     /// Runs a query on an idle connection, waiting for one if all are busy.
     fn query(&self, sql: &str, params: &[Value]) -> Result<Rows, QueryError>;
+    /// The tables `sql` reads (SQLite's authorizer while preparing it; nothing runs).
+    fn tables_read(&self, sql: &str) -> Result<Vec<String>, QueryError>;
     /// Closes every connection; queries after this fail with `Closed`.
     fn close(&self);
 }
@@ -32,12 +34,17 @@ pub(crate) trait Reads: Send + Sync {
 /// A connection that can answer queries (SQLite read-only connection, PostgreSQL client).
 pub(crate) trait Reader: Send + 'static {
     fn run(&mut self, sql: &str, params: &[Value]) -> Result<Rows, QueryError>;
+    fn tables_read(&mut self, sql: &str) -> Result<Vec<String>, QueryError>;
 }
 
 impl Reader for ReadConnection {
     fn run(&mut self, sql: &str, params: &[Value]) -> Result<Rows, QueryError> {
         let (columns, rows) = self.query(sql, params).map_err(QueryError::Database)?;
         Ok(Rows { columns, rows })
+    }
+
+    fn tables_read(&mut self, sql: &str) -> Result<Vec<String>, QueryError> {
+        ReadConnection::tables_read(self, sql).map_err(QueryError::Database)
     }
 }
 
@@ -73,8 +80,9 @@ impl<C: Reader> ReadPool<C> {
     }
 }
 
-impl<C: Reader> Reads for ReadPool<C> {
-    fn query(&self, sql: &str, params: &[Value]) -> Result<Rows, QueryError> {
+impl<C: Reader> ReadPool<C> {
+    /// Runs `f` on an idle connection, waiting for one if all are busy.
+    fn with_conn<T>(&self, f: impl FnOnce(&mut C) -> Result<T, QueryError>) -> Result<T, QueryError> {
         let mut conn = {
             let mut idle = self.idle();
             loop {
@@ -87,12 +95,22 @@ impl<C: Reader> Reads for ReadPool<C> {
                 }
             }
         };
-        let result = conn.run(sql, params);
+        let result = f(&mut conn);
         if let Some(list) = self.idle().as_mut() {
             list.push(conn);
         }
         self.returned.notify_one();
         result
+    }
+}
+
+impl<C: Reader> Reads for ReadPool<C> {
+    fn query(&self, sql: &str, params: &[Value]) -> Result<Rows, QueryError> {
+        self.with_conn(|conn| conn.run(sql, params))
+    }
+
+    fn tables_read(&self, sql: &str) -> Result<Vec<String>, QueryError> {
+        self.with_conn(|conn| conn.tables_read(sql))
     }
 
     fn close(&self) {

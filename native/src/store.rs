@@ -294,6 +294,20 @@ impl Store {
         self.handle.reads.query(sql, params)
     }
 
+    /// The tables `sql` reads, sorted, each once, from SQLite's authorizer while preparing it
+    /// (nothing runs): a view counts with the tables beneath it, joins, subqueries and CTEs with
+    /// theirs. What [`Store::watch`] listens for.
+    ///
+    /// ```
+    /// use sqlweir::{Options, Store};
+    /// let store = Store::open_in_memory(Options::default().migrations(&["CREATE TABLE t(x)", "CREATE VIEW v AS SELECT x FROM t"]))?;
+    /// assert_eq!(store.tables_read("SELECT x FROM v")?, vec!["t", "v"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn tables_read(&self, sql: &str) -> Result<Vec<String>, QueryError> {
+        self.handle.reads.tables_read(sql)
+    }
+
     /// Runs a query on a reader thread, for async callers: the future resolves with the rows
     /// without ever blocking the executor's thread (any executor; no runtime needed). The
     /// blocking [`Store::query`] stays the cheaper choice on a plain thread.

@@ -176,3 +176,91 @@ fn the_feed_reads_as_an_async_stream() {
     store.close().expect("close");
     assert_eq!(block_on(StreamExt::next(&mut feed)), None, "the stream ends when the store closes");
 }
+
+// Live queries (`Store::watch`) over the feed. The feed is published before a batch's writes are
+// acked, so right after `wait()` a zero timeout tells "a run is due" from "nothing to do"
+// without timing anything. `random()` makes every run of a query a new result, so delivered
+// results count its runs.
+
+fn count(rows: &sqlweir::Rows) -> i64 {
+    match rows.rows[0][0] {
+        sqlweir::Value::Integer(n) => n,
+        ref other => panic!("expected a count, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_watch_runs_once_per_batch_that_touched_its_tables_and_never_for_others() {
+    let (_db, store) = open(Options::default());
+    let mut runs = store.watch("SELECT count(*), random() FROM events", &[]).expect("watch");
+    assert_eq!(runs.tables(), ["events"]);
+    assert_eq!(count(&runs.wait_next().expect("first").expect("first run")), 0);
+    let none = std::time::Duration::ZERO;
+
+    store.write("INSERT INTO jobs(name, runs) VALUES (?1, 0)", params!["other"]).wait().expect("other table");
+    assert!(runs.next_timeout(none).is_none(), "a batch of another table runs nothing");
+
+    store.write("INSERT INTO events(source) VALUES (?1)", params!["a"]).wait().expect("insert");
+    assert_eq!(count(&runs.next_timeout(none).expect("due").expect("run")), 1);
+    assert!(runs.next_timeout(none).is_none(), "one run per batch");
+
+    // One batch of many rows: one run, never a half-applied batch.
+    let rows: Vec<_> = (0..50).map(|i| params![format!("m{i}")]).collect();
+    store.write_many("INSERT INTO events(source) VALUES (?1)", rows).wait().expect("many");
+    assert_eq!(count(&runs.next_timeout(none).expect("due").expect("run")), 51);
+    assert!(runs.next_timeout(none).is_none());
+
+    // Commits that arrived while the caller was busy: one run for all of them.
+    for i in 0..5 {
+        store.write("INSERT INTO events(source) VALUES (?1)", params![format!("late{i}")]).wait().expect("late");
+    }
+    assert_eq!(count(&runs.next_timeout(none).expect("due").expect("run")), 56);
+    assert!(runs.next_timeout(none).is_none(), "coalesced into one run");
+
+    // A view and a subquery: their tables are the ones beneath; a result that did not change is
+    // not delivered.
+    let mut tagged = store
+        .watch("SELECT count(*) FROM audit WHERE what IN (SELECT source FROM events WHERE id > ?1)", &params![1000])
+        .expect("watch");
+    assert_eq!(tagged.tables(), ["audit", "events"]);
+    assert_eq!(count(&tagged.wait_next().expect("first").expect("run")), 0);
+    store.write("INSERT INTO events(source) VALUES (?1)", params!["z"]).wait().expect("insert");
+    assert!(tagged.next_timeout(none).is_none(), "it ran, and its result did not change");
+    assert_eq!(count(&runs.next_timeout(none).expect("due").expect("run")), 57);
+
+    // Bad input fails at once, with the error that says why.
+    let err = store.watch("SELECT * FROM nowhere", &[]).err().expect("no such table");
+    assert!(matches!(&err, sqlweir::QueryError::Database(e) if e.kind == sqlweir::ErrorKind::Sql), "{err}");
+
+    // Closing the store ends every watch.
+    store.close().expect("close");
+    assert!(runs.wait_next().is_none());
+    assert!(tagged.next().is_none());
+}
+
+#[test]
+fn a_watch_on_another_thread_sees_each_result_a_writer_commits() {
+    let (_db, store) = open(Options::default());
+    let mut watch = store.watch("SELECT count(*) FROM events", &[]).expect("watch");
+    assert_eq!(count(&watch.wait_next().expect("first").expect("run")), 0);
+    let writer = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            for i in 0..200 {
+                store.write("INSERT INTO events(source) VALUES (?1)", params![format!("t{i}")]).wait().expect("write");
+            }
+        })
+    };
+    let mut seen = Vec::new();
+    for result in watch.by_ref() {
+        seen.push(count(&result.expect("run")));
+        if seen.last() == Some(&200) {
+            break;
+        }
+    }
+    writer.join().expect("writer");
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "only changed results, in commit order: {seen:?}");
+    assert_eq!(seen.last(), Some(&200), "the last commit reaches the watch: {seen:?}");
+    store.close().expect("close");
+    assert!(watch.next().is_none(), "a closed store ends the watch");
+}

@@ -201,6 +201,9 @@ fn transactions_and_queries_work_on_postgres() {
     assert_eq!(count(&store, "SELECT n FROM counter"), 100);
     let e = store.write("COMMIT", params![]).wait().unwrap_err();
     assert_eq!(e.code(), "InvalidInput");
+    // No commit feed on PostgreSQL yet: a live query is refused with a reason, not left silent.
+    let refused = store.watch("SELECT n FROM counter", &[]).err().expect("watch refused");
+    assert!(matches!(&refused, sqlweir::QueryError::Database(e) if e.kind == ErrorKind::InvalidInput), "{refused}");
     store.close().expect("close");
     let reopened = Store::open_postgres(
         &db,

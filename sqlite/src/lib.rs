@@ -527,6 +527,11 @@ impl ReadConnection {
         }
         result
     }
+
+    /// The tables `sql` reads, as [`SqliteBackend::tables_read`] says, on this connection.
+    pub fn tables_read(&self, sql: &str) -> Result<Vec<String>, BackendError> {
+        self.guard.tables(&self.conn, sql, Mode::Read)
+    }
 }
 
 fn query_guarded(
