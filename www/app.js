@@ -202,15 +202,17 @@ const poll = coalesce(async () => {
 
 // ---------------------------------------------------------------- latest rows
 
-const refreshRows = coalesce(async () => {
-  const [[{ n }], rows] = await Promise.all([
-    db.query("SELECT count(*) AS n FROM events"),
-    db.query("SELECT id, ts, source, payload FROM events ORDER BY id DESC LIMIT 12"),
-  ]);
+const TOTAL_SQL = "SELECT count(*) AS n FROM events";
+const LATEST_SQL = "SELECT id, ts, source, payload FROM events ORDER BY id DESC LIMIT 12";
+
+function showTotal(n) {
   const total = $("rows-total");
   total.dataset.value = String(n);
   total.textContent = fmt(n);
   $("hero-rows").textContent = fmt(n);
+}
+
+function showLatest(rows) {
   const body = $("rows-body");
   if (rows.length === 0) {
     body.innerHTML = `<tr class="empty"><td colspan="4">No rows yet: start the collectors.</td></tr>`;
@@ -223,6 +225,23 @@ const refreshRows = coalesce(async () => {
       )
       .join("");
   }
+}
+
+/**
+ * Live: `db.watch` runs both queries again after each committed batch that touched `events`
+ * (coalesced while the collectors run), in this tab and any other on the same database.
+ */
+function watchRows() {
+  const onError = (e) => log(`<b>Latest rows:</b> ${describe(e)}`, "bad");
+  db.watch(TOTAL_SQL, [], ([{ n }]) => showTotal(n), { onError });
+  db.watch(LATEST_SQL, [], showLatest, { onError });
+}
+
+/** The same two reads at once, for the moments that must show the table as it is now. */
+const refreshRows = coalesce(async () => {
+  const [[{ n }], rows] = await Promise.all([db.query(TOTAL_SQL), db.query(LATEST_SQL)]);
+  showTotal(n);
+  showLatest(rows);
   return n;
 });
 
@@ -487,9 +506,7 @@ async function main() {
   document.body.dataset.ready = "true";
 
   setInterval(() => poll().catch(() => {}), POLL_MS);
-  setInterval(() => {
-    if (!busy) refreshRows().catch(() => {});
-  }, 1000);
+  watchRows();
 }
 
 main();

@@ -80,6 +80,9 @@ test("collectors: the committed count rises and matches a count(*) query", async
     seen.push(await value("#m-committed"));
   }
   assert.ok(seen[0] < seen[2], `committed rose: ${seen.join(" -> ")}`);
+  // The table view is a live query: it follows the commits while they happen, nothing polls it.
+  await page.waitForFunction(() => Number(document.querySelector("#rows-total").dataset.value) >= 2_000, null, SLOW);
+  assert.equal(await page.$eval("#collector", (el) => el.dataset.state), "running", "updated while running");
   await page.click("#collect");
   await page.waitForSelector("#collector[data-state=idle]", SLOW);
   const committed = await value("#m-committed");
