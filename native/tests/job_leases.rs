@@ -116,6 +116,11 @@ fn lease_child_process() {
     let pid = i64::from(std::process::id());
     match role.as_str() {
         "contend" => {
+            // Both children start contending together: without this, a child that started late
+            // on a loaded machine could find the other one finished, and nothing contended.
+            println!("LEASE READY");
+            let mut go = String::new();
+            std::io::stdin().read_line(&mut go).expect("stdin");
             for _ in 0..GRANTS_PER_PROCESS {
                 let guard = store
                     .lock_as("contended", &format!("child {pid}"), Wait::Timeout(Duration::from_secs(120)))
@@ -212,7 +217,13 @@ impl ChildProcess {
 
 fn one_holder_at_a_time_over_a_thousand_contended_grants(db: &Db) {
     let store = db.open(); // runs the migrations before the children start
-    let children: Vec<ChildProcess> = (0..2).map(|_| ChildProcess::start("contend", db)).collect();
+    let mut children: Vec<ChildProcess> = (0..2).map(|_| ChildProcess::start("contend", db)).collect();
+    for child in &mut children {
+        assert_eq!(child.next(), "READY");
+    }
+    for child in &mut children {
+        child.say("GO");
+    }
     let mut pids = Vec::new();
     for mut child in children {
         assert_eq!(child.next(), format!("DONE {GRANTS_PER_PROCESS}"));
@@ -237,8 +248,9 @@ fn one_holder_at_a_time_over_a_thousand_contended_grants(db: &Db) {
         assert_eq!(n, GRANTS_PER_PROCESS, "process {pid}");
     }
     // How often depends on the engine's own lock fairness (SQLite's busy handler sleeps, so a
-    // waiter can miss its turn: 3 hand-overs in 1,000 happened on a loaded machine); two or more
-    // mean one process got grants between two runs of the other's, so the grants were contended.
+    // waiter can miss its turn: 3 hand-overs in 1,000 happened on a loaded machine, and 1 when a
+    // child started late, before both were told to go at once); two or more mean one process got
+    // grants between two runs of the other's, so the grants were contended.
     assert!(switches >= 2, "the two processes contended and took turns: {switches} hand-overs");
     let history = store.job_history("contended");
     assert_eq!(history.len(), 20, "the last 20 runs");
