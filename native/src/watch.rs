@@ -50,6 +50,10 @@ impl Store {
 
 /// A live query from [`Store::watch`]. Each item is the query's result, delivered only when it
 /// changed; the iterator ends once the store is closed. Dropping it stops it.
+///
+/// It holds a handle to the store (a clone of the [`Store`]), so the store stays open while a
+/// watch lives, even after every other handle is dropped: call [`Store::close`] to end it, or
+/// drop the watch.
 pub struct Watch {
     store: Store,
     sql: String,

@@ -55,6 +55,8 @@ export async function closeChromium(context, profile) {
  * directory by default; or a function, awaited then, that returns it), launches Chromium on a
  * fresh profile (`launch`: more launch options), takes its first tab as `page`, collects that
  * tab's uncaught errors in `pageErrors`, opens `url` in it if given, and awaits `setup(session)`.
+ * With `tabs` (labels), opens `url` instead in one tab per label (`session.tabs[label]`, see
+ * `openTab`) and closes the first tab (`page` is then null).
  * After them: awaits `beforeClose(page)`, closes Chromium, then the server. Returns the session,
  * `{ server, context, page, pageErrors }`, filled in by the `before` hook.
  *
@@ -62,14 +64,20 @@ export async function closeChromium(context, profile) {
  * own: Node 20 runs a file's top-level `before` hooks at once, not one after the other. Its
  * `after` hooks run in turn, in the order registered.
  */
-export function chromiumHooks(chromium, { port, root = PACKAGE, url, launch, setup, beforeClose } = {}) {
-  const session = { server: null, context: null, profile: null, page: null, pageErrors: [] };
+export function chromiumHooks(chromium, { port, root = PACKAGE, url, tabs, launch, setup, beforeClose } = {}) {
+  const session = { server: null, context: null, profile: null, page: null, pageErrors: [], tabs: {} };
   before(async () => {
     session.server = await serve(typeof root === "function" ? await root() : root, port);
     ({ context: session.context, profile: session.profile } = await launchChromium(chromium, launch));
     session.page = session.context.pages()[0] ?? (await session.context.newPage());
     session.page.on("pageerror", (e) => session.pageErrors.push(e));
-    if (url) await session.page.goto(url);
+    if (tabs) {
+      for (const label of tabs) session.tabs[label] = await openTab(session, url, label);
+      await session.page.close();
+      session.page = null;
+    } else if (url) {
+      await session.page.goto(url);
+    }
     await setup?.(session);
   });
   after(async () => {
@@ -78,4 +86,15 @@ export function chromiumHooks(chromium, { port, root = PACKAGE, url, launch, set
     await new Promise((resolve) => (session.server ? session.server.close(resolve) : resolve()));
   });
   return session;
+}
+
+/**
+ * Opens `url` in a new tab of the session's browser; the tab's uncaught errors go to the session's
+ * `pageErrors`, prefixed with `label`. Returns the tab once loaded.
+ */
+export async function openTab(session, url, label) {
+  const page = await session.context.newPage();
+  page.on("pageerror", (e) => session.pageErrors.push(`${label}: ${e.message}`));
+  await page.goto(url);
+  return page;
 }

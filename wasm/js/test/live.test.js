@@ -18,21 +18,9 @@ const MIGRATIONS = [
   "CREATE VIEW named AS SELECT name FROM items WHERE name IS NOT NULL",
 ];
 
-let pages = {};
-const browser = chromiumHooks(chromium, {
-  port: PORT,
-  setup: async ({ page }) => {
-    pages = { a: await newPage("a"), b: await newPage("b"), c: await newPage("c") };
-    await page.close();
-  },
-});
-
-async function newPage(label) {
-  const page = await browser.context.newPage();
-  page.on("pageerror", (e) => browser.pageErrors.push(`${label}: ${e.message}`));
-  await page.goto(PAGE);
-  return page;
-}
+// Three tabs of their own (`browser.tabs`); the first tab is closed once they are open.
+const browser = chromiumHooks(chromium, { port: PORT, url: PAGE, tabs: ["a", "b", "c"] });
+const pages = browser.tabs;
 
 /**
  * Opens the database in `page` and starts, there, the watches and the commit listener the tests

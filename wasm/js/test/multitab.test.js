@@ -6,7 +6,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
-import { chromiumHooks } from "./chromium.js";
+import { chromiumHooks, openTab } from "./chromium.js";
 
 // Fixed (the OPFS origin includes the port, and the reload must come back to it), and not the
 // port of browser.test.js, so both files can run at once.
@@ -19,22 +19,9 @@ const MIGRATIONS = [
 ];
 const ROWS = 5_000;
 
-let pages = {};
-// No `url`: the tests use three pages of their own; the first tab is closed once they are open.
-const browser = chromiumHooks(chromium, {
-  port: PORT,
-  setup: async ({ page }) => {
-    pages = { a: await newPage("a"), b: await newPage("b"), c: await newPage("c") };
-    await page.close();
-  },
-});
-
-async function newPage(label) {
-  const page = await browser.context.newPage();
-  page.on("pageerror", (e) => browser.pageErrors.push(`${label}: ${e.message}`));
-  await page.goto(PAGE);
-  return page;
-}
+// Three tabs of their own (`browser.tabs`); the first tab is closed once they are open.
+const browser = chromiumHooks(chromium, { port: PORT, url: PAGE, tabs: ["a", "b", "c"] });
+const pages = browser.tabs;
 
 /** Opens the database in `page` and installs the helpers the tests call. */
 function openIn(page, label) {
@@ -249,7 +236,7 @@ test("after reloading every page the data is there", async () => {
   // Whichever page gets the lock first leads; the other follows.
   const opened = await Promise.all([openIn(pages.b, "b"), openIn(pages.c, "c")]);
   assert.deepEqual([...opened].sort(), ["follower", "leader"]);
-  pages.d = await newPage("d");
+  pages.d = await openTab(browser, PAGE, "d");
   assert.equal(await openIn(pages.d, "d"), "follower");
   for (const page of [pages.b, pages.c, pages.d]) {
     const counts = await page.evaluate(async () =>
