@@ -2,7 +2,8 @@
 // `Unsupported` error and the process then exits by itself (it used to throw a bare
 // ReferenceError and leave a BroadcastChannel that kept Node alive forever); what npm would
 // publish carries the licenses, the repository fields and every module; the modules import one
-// way (no cycles). No browser needed.
+// way (no cycles) and import no package (react and vue only from their own entries, which
+// resolve by name). No browser needed.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -110,6 +111,23 @@ test("in Node, open rejects at once with Unsupported and the process exits on it
   assert.ok(out.ms < 1000, `rejected at once, not after ${out.ms} ms`);
 });
 
+test("sqlweir/react and sqlweir/vue resolve by name and export useQuery; the main entry imports no framework", async () => {
+  const script = `
+    const react = await import("sqlweir/react");
+    const vue = await import("sqlweir/vue");
+    console.log(JSON.stringify({ react: Object.keys(react), vue: Object.keys(vue), reactHook: typeof react.useQuery, vueHook: typeof vue.useQuery }));
+  `;
+  const run = await runNode(script);
+  assert.equal(run.code, 0, run.stderr);
+  assert.deepEqual(JSON.parse(run.stdout), { react: ["useQuery"], vue: ["useQuery"], reactHook: "function", vueHook: "function" });
+  // Every module the main entry and the worker reach imports only the package's own modules.
+  for (const name of (await moduleGraph()).keys()) {
+    const source = await readFile(join(ROOT, name), "utf8");
+    const bare = [...source.matchAll(/^\s*(?:import|export)\b[^;]*?\bfrom\s*"([^".][^"]*)"/gms)].map((m) => m[1]);
+    assert.deepEqual(bare, [], `${name} imports packages`);
+  }
+});
+
 test("the published package has the licenses, the repository fields, every module and no Node engine claim", async () => {
   const manifest = JSON.parse(await readFile(join(ROOT, "package.json"), "utf8"));
   assert.equal(manifest.license, "MIT OR Apache-2.0");
@@ -128,8 +146,18 @@ test("the published package has the licenses, the repository fields, every modul
   const files = JSON.parse(stdout)[0].files.map((f) => f.path).sort();
   // Every module the entry and the worker import, each under its own name.
   const modules = [...(await moduleGraph()).keys()];
-  for (const name of ["LICENSE-MIT", "LICENSE-APACHE", "README.md", "index.d.ts", "package.json", ...modules]) {
+  // The framework entries (sqlweir/react, sqlweir/vue) with their typings, and every file the
+  // exports map names.
+  const entries = Object.values(manifest.exports).flatMap((e) => (typeof e === "string" ? [e] : Object.values(e))).map((f) => f.replace(/^\.\//, ""));
+  assert.deepEqual(entries.filter((f) => /^(react|vue)\./.test(f)).sort(), ["react.d.ts", "react.js", "vue.d.ts", "vue.js"]);
+  for (const name of ["LICENSE-MIT", "LICENSE-APACHE", "README.md", "index.d.ts", "package.json", ...modules, ...entries]) {
     assert.ok(files.includes(name), `${name} in ${files.join(", ")}`);
   }
   assert.ok(!files.some((f) => f.startsWith("test/")), "the tests stay out");
+  // The frameworks are optional peers: installing sqlweir installs neither.
+  assert.deepEqual(manifest.dependencies, undefined);
+  for (const name of ["react", "vue"]) {
+    assert.ok(manifest.peerDependencies[name], `${name} is a peer`);
+    assert.equal(manifest.peerDependenciesMeta[name].optional, true, `${name} is optional`);
+  }
 });
