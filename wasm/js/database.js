@@ -4,14 +4,10 @@
 import { SqlweirError, closedError, inUse, invalid } from "./errors.js";
 import { hubFor } from "./hub.js";
 import { checkOptions } from "./options.js";
+import { valueKey } from "./pack.js";
 
 /** What a queued item asks the worker for, after `false` (write) and `true` (writeMany). */
 const WRITE_KIND = { insert: 2, upsert: 3, insertMany: 4, transaction: 5 };
-
-/** A result's identity for "did it change": bigints and bytes spelled out. */
-function fingerprint(rows) {
-  return JSON.stringify(rows, (_, v) => (typeof v === "bigint" ? `${v}n` : v instanceof Uint8Array ? Array.from(v) : v));
-}
 
 /**
  * A database open in the page's sqlweir worker, or, in a follower tab, in the leader tab's.
@@ -165,7 +161,7 @@ class Database extends EventTarget {
         do {
           again = false;
           const rows = await this.query(sql, params);
-          const key = fingerprint(rows);
+          const key = valueKey(rows);
           if (!stopped && key !== last) {
             last = key;
             callback(rows);

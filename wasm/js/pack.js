@@ -121,3 +121,11 @@ export function cloneable(items, waiters) {
   }
   return good;
 }
+
+/**
+ * A string that is equal for equal SQL values or rows (bigints and blobs spelled out, which
+ * JSON.stringify alone would refuse or lose): how a watched result or a hook's params compare.
+ */
+export function valueKey(value) {
+  return JSON.stringify(value ?? null, (_, v) => (typeof v === "bigint" ? `${v}n` : v instanceof Uint8Array ? Array.from(v) : v));
+}

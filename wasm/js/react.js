@@ -2,13 +2,9 @@
 // entry (index.js) imports nothing from here, so apps without React bundle none of it.
 
 import { useEffect, useState } from "react";
+import { valueKey } from "./pack.js";
 
 const LOADING = { rows: undefined, error: undefined, loading: true };
-
-/** The params as a string the effect can compare (bigints and blobs included). */
-function paramsKey(params) {
-  return JSON.stringify(params, (_, v) => (typeof v === "bigint" ? `${v}n` : v instanceof Uint8Array ? Array.from(v) : v));
-}
 
 /**
  * A live query in a component: `{ rows, error, loading }`, re-rendered once per new result of
@@ -18,7 +14,7 @@ function paramsKey(params) {
  */
 export function useQuery(db, sql, params = []) {
   const [state, setState] = useState(LOADING);
-  const key = paramsKey(params);
+  const key = valueKey(params);
   useEffect(() => {
     setState(LOADING);
     if (!db) return undefined;

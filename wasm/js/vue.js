@@ -2,11 +2,7 @@
 // entry (index.js) imports nothing from here, so apps without Vue bundle none of it.
 
 import { getCurrentScope, onScopeDispose, shallowRef, toRaw, toValue, watch } from "vue";
-
-/** The params as a string Vue's watcher can compare (bigints and blobs included). */
-function paramsKey(params) {
-  return JSON.stringify(params ?? [], (_, v) => (typeof v === "bigint" ? `${v}n` : v instanceof Uint8Array ? Array.from(v) : v));
-}
+import { valueKey } from "./pack.js";
 
 /**
  * A live query in a component or effect scope: refs `{ rows, error, loading }`, set on each new
@@ -54,7 +50,7 @@ export function useQuery(db, sql, params = []) {
     stop = current;
   };
   // toRaw: a Database in a deep ref would be a proxy, and its private fields refuse proxies.
-  const sources = [() => toRaw(toValue(db)), () => toValue(sql), () => paramsKey(toValue(params))];
+  const sources = [() => toRaw(toValue(db)), () => toValue(sql), () => valueKey(toValue(params) ?? [])];
   const stopWatcher = watch(sources, ([database, text]) => subscribe(database, text, toValue(params) ?? []), { immediate: true });
   if (getCurrentScope()) {
     onScopeDispose(() => {
