@@ -17,6 +17,8 @@ use sqlweir::{JobOutcome, LockError, Options, Store, Wait, params};
 /// How long the leases of these tests last: short, so that expiries come soon.
 const LEASE: Duration = Duration::from_secs(1);
 const GRANTS_PER_PROCESS: usize = 500;
+/// The contended grants run in this many rounds, both processes starting each one together.
+const ROUNDS: usize = 10;
 
 /// Which database both processes use, as passed to the child.
 #[derive(Clone, Debug)]
@@ -116,23 +118,31 @@ fn lease_child_process() {
     let pid = i64::from(std::process::id());
     match role.as_str() {
         "contend" => {
-            // Both children start contending together: without this, a child that started late
-            // on a loaded machine could find the other one finished, and nothing contended.
+            // Both children contend from the same moment, ROUNDS times: each round starts when the
+            // parent says GO to both. Without this, a child that started late (or whose busy
+            // handler slept through) on a loaded machine could find the other one finished, and
+            // nothing contended.
             println!("LEASE READY");
-            let mut go = String::new();
-            std::io::stdin().read_line(&mut go).expect("stdin");
-            for _ in 0..GRANTS_PER_PROCESS {
-                let guard = store
-                    .lock_as("contended", &format!("child {pid}"), Wait::Timeout(Duration::from_secs(120)))
-                    .expect("lock");
-                let token = guard.token() as i64;
-                for event in ["enter", "exit"] {
-                    store
-                        .write("INSERT INTO grants(token, pid, event) VALUES (?1, ?2, ?3)", params![token, pid, event])
-                        .wait()
-                        .expect("log");
+            for round in 0..ROUNDS {
+                let mut go = String::new();
+                std::io::stdin().read_line(&mut go).expect("stdin");
+                for _ in 0..GRANTS_PER_PROCESS / ROUNDS {
+                    let guard = store
+                        .lock_as("contended", &format!("child {pid}"), Wait::Timeout(Duration::from_secs(120)))
+                        .expect("lock");
+                    let token = guard.token() as i64;
+                    for event in ["enter", "exit"] {
+                        store
+                            .write(
+                                "INSERT INTO grants(token, pid, event) VALUES (?1, ?2, ?3)",
+                                params![token, pid, event],
+                            )
+                            .wait()
+                            .expect("log");
+                    }
+                    guard.succeed();
                 }
-                guard.succeed();
+                println!("LEASE ROUND {round}");
             }
             println!("LEASE DONE {GRANTS_PER_PROCESS}");
         }
@@ -221,8 +231,13 @@ fn one_holder_at_a_time_over_a_thousand_contended_grants(db: &Db) {
     for child in &mut children {
         assert_eq!(child.next(), "READY");
     }
-    for child in &mut children {
-        child.say("GO");
+    for round in 0..ROUNDS {
+        for child in &mut children {
+            child.say("GO");
+        }
+        for child in &mut children {
+            assert_eq!(child.next(), format!("ROUND {round}"));
+        }
     }
     let mut pids = Vec::new();
     for mut child in children {
@@ -247,11 +262,18 @@ fn one_holder_at_a_time_over_a_thousand_contended_grants(db: &Db) {
         let n = log.iter().filter(|(_, p, e)| p == pid && e == "enter").count();
         assert_eq!(n, GRANTS_PER_PROCESS, "process {pid}");
     }
-    // How often depends on the engine's own lock fairness (SQLite's busy handler sleeps, so a
-    // waiter can miss its turn: 3 hand-overs in 1,000 happened on a loaded machine, and 1 when a
-    // child started late, before both were told to go at once); two or more mean one process got
-    // grants between two runs of the other's, so the grants were contended.
-    assert!(switches >= 2, "the two processes contended and took turns: {switches} hand-overs");
+    // Each round's grants, both processes', come before the next round's: both contended from
+    // the round's start, so each round holds at least one hand-over. How many more depends on
+    // SQLite's busy handler (it sleeps, so a waiter can miss its turn: 1 hand-over in 1,000
+    // happened on a loaded machine before the rounds), so only the sure ones are counted.
+    let per_round = 4 * GRANTS_PER_PROCESS / ROUNDS;
+    for (round, rows) in log.chunks(per_round).enumerate() {
+        for pid in &pids {
+            let n = rows.iter().filter(|(_, p, e)| p == pid && e == "enter").count();
+            assert_eq!(n, GRANTS_PER_PROCESS / ROUNDS, "round {round}: process {pid}'s grants");
+        }
+    }
+    assert!(switches >= ROUNDS, "the two processes contended and took turns: {switches} hand-overs");
     let history = store.job_history("contended");
     assert_eq!(history.len(), 20, "the last 20 runs");
     assert!(history.iter().all(|r| r.outcome == JobOutcome::Succeeded && r.holder.starts_with("child ")));
