@@ -37,6 +37,7 @@ const last = {};
 const queries = [];
 const commitListeners = new Set();
 const commits = [];
+const views = [];
 
 function track(name, rows) {
   renders[name] += 1;
@@ -58,6 +59,7 @@ function Filtered({ db }) {
   setMin = set;
   const { rows, loading } = useQuery(db, "SELECT name FROM items WHERE id > ? ORDER BY id", [min]);
   track("filtered", rows);
+  views.push([min, loading, rows === undefined ? null : rows.map((r) => r.name)]);
   return h("ol", { id: "filtered", "data-min": min, "data-loading": loading }, (rows ?? []).map((r, i) => h("li", { key: i }, r.name)));
 }
 
@@ -96,6 +98,7 @@ window.app = {
     watchQueries: queries.filter((q) => q !== "SELECT 1").length,
     commitListeners: commitListeners.size,
     commits: commits.length,
+    views: structuredClone(views),
     list: document.getElementById("list") ? [...document.querySelectorAll("#list li")].map((li) => li.textContent) : null,
     filtered: [...document.querySelectorAll("#filtered li")].map((li) => li.textContent),
     broken: document.getElementById("broken")?.textContent ?? null,

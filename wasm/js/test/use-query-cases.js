@@ -4,6 +4,7 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { isDeepStrictEqual as valueEqual } from "node:util";
 
 /**
  * Registers the four useQuery tests against the app `browser` serves on `port`. `paramsTitle`
@@ -89,6 +90,12 @@ export function useQueryCases(browser, { port, paramsTitle, newParams }) {
     assert.deepEqual(s.filtered, ["damson", "elder"]);
     assert.deepEqual(s.results.filtered.at(-1), ["damson", "elder"]);
     newParams?.(s, before);
+    // No render with the new params shows the old params' rows as if they were its own: each
+    // is loading without rows, or has the new rows.
+    const views = s.views.slice(before.views.length).filter(([min]) => min === 3);
+    assert.ok(views.length >= 1);
+    for (const view of views) assert.ok(view[1] === true ? view[2] === null : valueEqual(view[2], ["damson", "elder"]), `render ${JSON.stringify(view)}`);
+    assert.deepEqual(views.at(-1), [3, false, ["damson", "elder"]]);
     assert.equal(s.commitListeners, before.commitListeners, "one watch stopped, one started");
     assert.deepEqual(s.list, before.list, "the other component kept its rows");
     assert.deepEqual(s.results.list, before.results.list);

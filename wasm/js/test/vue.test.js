@@ -33,6 +33,7 @@ const last = {};
 const queries = [];
 const commitListeners = new Set();
 const commits = [];
+const views = [];
 const min = ref(1);
 
 function track(name, rows) {
@@ -60,6 +61,7 @@ const Filtered = {
     const { rows, loading } = useQuery(props.db, "SELECT name FROM items WHERE id > ? ORDER BY id", () => [min.value]);
     return () => {
       track("filtered", rows.value);
+      views.push([min.value, loading.value, rows.value === undefined ? null : rows.value.map((r) => r.name)]);
       return h("ol", { id: "filtered", "data-min": min.value, "data-loading": loading.value }, (rows.value ?? []).map((r, i) => h("li", { key: i }, r.name)));
     };
   },
@@ -104,6 +106,7 @@ window.app = {
     watchQueries: queries.filter((q) => q !== "SELECT 1").length,
     commitListeners: commitListeners.size,
     commits: commits.length,
+    views: structuredClone(views),
     list: document.getElementById("list") ? [...document.querySelectorAll("#list li")].map((li) => li.textContent) : null,
     filtered: [...document.querySelectorAll("#filtered li")].map((li) => li.textContent),
     broken: document.getElementById("broken")?.textContent ?? null,
