@@ -1,6 +1,7 @@
 //! The seam between the write path and a database: the one trait a platform implements.
 
 use crate::error::BackendError;
+use crate::request::{Recorded, RequestId, unsupported};
 use crate::value::Value;
 
 /// What one executed write did.
@@ -74,6 +75,35 @@ pub trait Backend {
                 return;
             }
         }
+    }
+
+    /// Looks up the marker of request `id` inside the open transaction: how the write recorded
+    /// under it ended, or `None` when none was. See [`crate::request`].
+    ///
+    /// The default has no markers: it refuses with `Unsupported`.
+    fn recorded(&mut self, id: &RequestId) -> Result<Option<Recorded>, BackendError> {
+        let _ = id;
+        Err(unsupported("a write with a request id"))
+    }
+
+    /// Writes the markers of the committed writes of `origin` in this batch (`entries`: each
+    /// write's number and how it ended, in batch order) inside the open transaction, so that
+    /// they commit if and only if the writes do. Called once per sender per batch, so a backend
+    /// may keep them as one row (SQLite does).
+    ///
+    /// The default has no markers: it refuses with `Unsupported`.
+    fn record(&mut self, origin: &str, entries: &[(u64, Recorded)]) -> Result<(), BackendError> {
+        let _ = (origin, entries);
+        Err(unsupported("a write with a request id"))
+    }
+
+    /// Drops the markers of `origin` numbered below `below`, inside the open transaction (no
+    /// resend of them can come any more).
+    ///
+    /// The default has no markers: nothing to drop.
+    fn forget(&mut self, origin: &str, below: u64) -> Result<(), BackendError> {
+        let _ = (origin, below);
+        Ok(())
     }
 
     /// Whether a transaction is still open. Checked after a rejected write: some errors make the

@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 
 use crate::backend::{Applied, Backend, Returned};
 use crate::error::{BackendError, ErrorClass, WriteError};
+use crate::request::{Forget, Recorded, Request, RequestId};
 use crate::row::{RowError, from_row};
 use crate::value::Value;
 
@@ -22,6 +23,8 @@ pub struct Write {
     /// `@id`, `$id`, or a bare `id` for whichever of those the statement uses); `None` binds
     /// them by position.
     pub names: Option<Box<[String]>>,
+    /// The id it is recorded under ([`Write::once`]): applied at most once per id.
+    pub request: Option<Box<Request>>,
 }
 
 /// The parameter rows of a write.
@@ -36,12 +39,12 @@ pub enum Rows {
 impl Write {
     /// A single write.
     pub fn one(sql: impl Into<String>, params: Vec<Value>) -> Self {
-        Write { sql: sql.into(), rows: Rows::One(params), names: None }
+        Write { sql: sql.into(), rows: Rows::One(params), names: None, request: None }
     }
 
     /// Many parameter rows for one statement.
     pub fn many(sql: impl Into<String>, rows: Vec<Vec<Value>>) -> Self {
-        Write { sql: sql.into(), rows: Rows::Many(rows), names: None }
+        Write { sql: sql.into(), rows: Rows::Many(rows), names: None, request: None }
     }
 
     /// A single write with named parameters: each value is bound to the parameter its name
@@ -49,7 +52,27 @@ impl Write {
     /// a value, rejects the write with `InvalidInput`.
     pub fn named(sql: impl Into<String>, params: Vec<(String, Value)>) -> Self {
         let (names, values): (Vec<String>, Vec<Value>) = params.into_iter().unzip();
-        Write { sql: sql.into(), rows: Rows::One(values), names: Some(names.into_boxed_slice()) }
+        Write { sql: sql.into(), rows: Rows::One(values), names: Some(names.into_boxed_slice()), request: None }
+    }
+
+    /// The same write, recorded under `id` (see [`crate::request`]): inside its batch's
+    /// transaction it first looks for a marker of `id`; found, it does not run and settles
+    /// [`WriteResult::Again`] with the outcome recorded then; not found, it runs and its marker
+    /// commits with it (a rejected write leaves none). A resend after a lost answer is thus
+    /// applied once.
+    #[must_use]
+    pub fn once(mut self, id: RequestId) -> Self {
+        self.request = Some(Box::new(Request { id, first_send: false }));
+        self
+    }
+
+    /// [`Write::once`] for a write its sender knows it never sent before under `id` (not a
+    /// resend): no marker can exist yet, so none is looked up; the marker is still written.
+    /// Sending such a write twice applies it twice: a resend must use [`Write::once`].
+    #[must_use]
+    pub fn once_first(mut self, id: RequestId) -> Self {
+        self.request = Some(Box::new(Request { id, first_send: true }));
+        self
     }
 
     /// Parameter rows carried (its weight in the queue and in a batch).
@@ -202,6 +225,9 @@ pub enum WriteResult {
         /// Rejected rows, by index into the rows given.
         rejected: Vec<(usize, WriteError)>,
     },
+    /// The write carried a request id already recorded (committed before, or earlier in this
+    /// batch): it did not run again; this is the outcome recorded the first time.
+    Again(Recorded),
 }
 
 impl WriteResult {
@@ -211,6 +237,7 @@ impl WriteResult {
             WriteResult::One(Ok(_)) => 1,
             WriteResult::One(Err(_)) => 0,
             WriteResult::Many { committed, .. } => *committed,
+            WriteResult::Again(r) => r.committed_rows(),
         }
     }
 
@@ -220,6 +247,19 @@ impl WriteResult {
             WriteResult::One(Ok(_)) => 0,
             WriteResult::One(Err(_)) => 1,
             WriteResult::Many { rejected, .. } => rejected.len() as u64,
+            WriteResult::Again(r) => r.rejected_rows(),
+        }
+    }
+
+    /// What a marker keeps of this result in batch `batch`: `None` for a rejected single write
+    /// (it leaves no marker) and for a result that is itself an answer from a marker.
+    pub fn to_recorded(&self, batch: u64) -> Option<Recorded> {
+        match self {
+            WriteResult::One(Ok(a)) => Some(Recorded::One { changes: a.changes, last_rowid: a.last_rowid, batch }),
+            WriteResult::Many { committed, rejected } => {
+                Some(Recorded::Many { committed: *committed, rejected: rejected.clone(), batch })
+            }
+            WriteResult::One(Err(_)) | WriteResult::Again(_) => None,
         }
     }
 }
@@ -252,6 +292,24 @@ pub enum BatchOutcome {
 /// Consecutive single writes of the same statement, and each `write_many`, go to the backend
 /// as one group ([`Backend::execute_many`]), so the statement is looked up once per group.
 pub fn apply<B: Backend + ?Sized, W: Borrow<Write>>(backend: &mut B, writes: &[W]) -> BatchOutcome {
+    apply_numbered(backend, writes, 0, &[])
+}
+
+/// [`apply`] for batch number `batch`, which the markers of writes with a request id record,
+/// also dropping the markers `forget` names in the same transaction.
+///
+/// Inside the transaction, before any write runs, each write with a request id is looked up
+/// ([`Backend::recorded`]); one found there (or an earlier write of this batch with the same
+/// id) does not run and settles [`WriteResult::Again`]. The rest run as [`apply`] says; then,
+/// right before `COMMIT`, each that committed (a single write applied, a `write_many`) gets
+/// its marker ([`Backend::record`]). A replay rolls the markers back with the writes and
+/// writes them again, so a committed batch leaves exactly one marker per committed write.
+pub fn apply_numbered<B: Backend + ?Sized, W: Borrow<Write>>(
+    backend: &mut B,
+    writes: &[W],
+    batch: u64,
+    forget: &[Forget],
+) -> BatchOutcome {
     // Where each write's rows start in the flat list of per-row results.
     let mut offsets = Vec::with_capacity(writes.len() + 1);
     let mut total = 0;
@@ -260,23 +318,110 @@ pub fn apply<B: Backend + ?Sized, W: Borrow<Write>>(backend: &mut B, writes: &[W
         total += w.borrow().row_count();
     }
     offsets.push(total);
+    let marked = writes.iter().any(|w| w.borrow().request.is_some());
     // (write index, row index) of rows rejected so far; grows on each replay, so replays end.
     let mut rejected: BTreeSet<(usize, usize)> = BTreeSet::new();
     let mut errors: Vec<((usize, usize), WriteError)> = Vec::new();
     let mut replays = 0;
     loop {
         let mut applied: Vec<Option<Applied>> = vec![None; total];
-        let ended = transaction(backend, |b| run_writes(b, writes, &offsets, &mut rejected, &mut errors, &mut applied));
+        let mut done = None;
+        let ended = transaction(backend, |b| {
+            // Per write: answered from a marker (`Again`), or the index of an earlier write of
+            // this batch with the same id, instead of running.
+            let answers = if marked { look_up(b, writes)? } else { Vec::new() };
+            let skip: Vec<bool> =
+                answers.iter().map(|a| matches!(a, Answer::Recorded(_) | Answer::SameAs(_))).collect();
+            run_writes(b, writes, &offsets, &skip, &mut rejected, &mut errors, &mut applied)?;
+            let mut results =
+                assemble(writes, &offsets, std::mem::take(&mut applied), std::mem::take(&mut errors), &skip);
+            // Per sender, in order of appearance: its committed writes' markers, one call each.
+            let mut markers: Vec<(&str, Vec<(u64, Recorded)>)> = Vec::new();
+            for (w, answer) in answers.into_iter().enumerate() {
+                match answer {
+                    Answer::Run => {
+                        let id = &writes[w].borrow().request.as_deref().expect("only marked writes are looked up").id;
+                        if let Some(recorded) = results[w].to_recorded(batch) {
+                            match markers.iter_mut().find(|(origin, _)| **origin == *id.origin) {
+                                Some((_, list)) => list.push((id.seq, recorded)),
+                                None => markers.push((&id.origin, vec![(id.seq, recorded)])),
+                            }
+                        }
+                    }
+                    Answer::Recorded(r) => results[w] = WriteResult::Again(r),
+                    Answer::SameAs(first) => {
+                        results[w] = match &results[first] {
+                            WriteResult::One(Err(e)) => WriteResult::One(Err(e.clone())),
+                            WriteResult::Again(r) => WriteResult::Again(r.clone()),
+                            other => WriteResult::Again(other.to_recorded(batch).expect("a committed result records")),
+                        };
+                    }
+                    Answer::Unmarked => {}
+                }
+            }
+            for (origin, list) in &markers {
+                b.record(origin, list).map_err(Ended::Database)?;
+            }
+            for f in forget {
+                b.forget(&f.origin, f.below).map_err(Ended::Database)?;
+            }
+            done = Some(results);
+            Ok(())
+        });
         match ended {
             Ok(()) => {
-                return BatchOutcome::Committed { results: assemble(writes, &offsets, applied, errors), replays };
+                return BatchOutcome::Committed { results: done.expect("a committed attempt has results"), replays };
             }
             // The database may have rolled back already; if not (the failed statement left part
-            // of its effect), `transaction` undid everything: start over without the row.
+            // of its effect), `transaction` undid everything, markers included: start over
+            // without the row.
             Err(Ended::Body(Replay)) => replays += 1,
             Err(Ended::Database(e)) => return BatchOutcome::abandoned(e),
         }
     }
+}
+
+/// What the lookup of a batch's request ids decided for one write.
+enum Answer {
+    /// No request id: runs.
+    Unmarked,
+    /// Not recorded: runs, and is recorded if it commits.
+    Run,
+    /// Recorded before: answered with that outcome.
+    Recorded(Recorded),
+    /// The same id as the earlier write at this index of the batch: answered as that one ends.
+    SameAs(usize),
+}
+
+/// Looks up every request id of the batch inside the open transaction.
+fn look_up<B: Backend + ?Sized, W: Borrow<Write>>(backend: &mut B, writes: &[W]) -> Result<Vec<Answer>, Ended<Replay>> {
+    let mut seen: std::collections::HashMap<&RequestId, usize> = std::collections::HashMap::new();
+    // Only a resend can meet a copy of itself in the batch: without one, nothing to compare.
+    let resends = writes.iter().any(|w| w.borrow().request.as_deref().is_some_and(|r| !r.first_send));
+    let mut answers = Vec::with_capacity(writes.len());
+    for (w, write) in writes.iter().enumerate() {
+        let Some(request) = write.borrow().request.as_deref() else {
+            answers.push(Answer::Unmarked);
+            continue;
+        };
+        let id = &request.id;
+        if resends {
+            if let Some(&first) = seen.get(id) {
+                answers.push(Answer::SameAs(first));
+                continue;
+            }
+            seen.insert(id, w);
+        }
+        if request.first_send {
+            answers.push(Answer::Run);
+            continue;
+        }
+        answers.push(match backend.recorded(id).map_err(Ended::Database)? {
+            Some(r) => Answer::Recorded(r),
+            None => Answer::Run,
+        });
+    }
+    Ok(answers)
 }
 
 /// The database rolled the transaction back after a rejected row, or the row may have left part
@@ -288,6 +433,7 @@ fn run_writes<B: Backend + ?Sized, W: Borrow<Write>>(
     backend: &mut B,
     writes: &[W],
     offsets: &[usize],
+    skip: &[bool],
     rejected: &mut BTreeSet<(usize, usize)>,
     errors: &mut Vec<((usize, usize), WriteError)>,
     applied: &mut [Option<Applied>],
@@ -312,6 +458,9 @@ fn run_writes<B: Backend + ?Sized, W: Borrow<Write>>(
         let mut places: Vec<(usize, usize)> = Vec::new();
         let mut slices: Vec<&[Value]> = Vec::new();
         for (w, write) in writes.iter().enumerate().take(end).skip(start) {
+            if skip.get(w).copied().unwrap_or(false) {
+                continue;
+            }
             let rows: &[Vec<Value>] = match &write.borrow().rows {
                 Rows::One(p) => std::slice::from_ref(p),
                 Rows::Many(rows) => rows,
@@ -322,6 +471,11 @@ fn run_writes<B: Backend + ?Sized, W: Borrow<Write>>(
                     slices.push(params);
                 }
             }
+        }
+        if slices.is_empty() {
+            // Every write of the group was answered from a marker.
+            start = end;
+            continue;
         }
         let mut stop = None;
         backend.execute_many(&first.sql, first.names.as_deref(), &slices, &mut |k, result, kept| {
@@ -393,6 +547,7 @@ fn assemble<W: Borrow<Write>>(
     offsets: &[usize],
     mut applied: Vec<Option<Applied>>,
     mut errors: Vec<((usize, usize), WriteError)>,
+    skip: &[bool],
 ) -> Vec<WriteResult> {
     errors.sort_by_key(|(at, _)| *at);
     let mut errors = errors.into_iter().peekable();
@@ -409,6 +564,10 @@ fn assemble<W: Borrow<Write>>(
                 own.push((r, e));
             }
             let done = &mut applied[offsets[w]..offsets[w + 1]];
+            if skip.get(w).copied().unwrap_or(false) {
+                // Answered from a marker by the caller; a placeholder until then.
+                return WriteResult::Many { committed: 0, rejected: own };
+            }
             match write.borrow().rows {
                 Rows::One(_) => match (done[0].take(), own.pop()) {
                     (Some(a), _) => WriteResult::One(Ok(a)),
@@ -544,6 +703,33 @@ mod tests {
         assert_eq!(replays, 2);
         assert_eq!(db.committed_values(), vec![1, 3, 5], "nothing applied twice");
         assert_eq!(results.iter().map(WriteResult::rejected_rows).sum::<u64>(), 2);
+    }
+
+    #[test]
+    fn markers_commit_with_their_writes_through_replay_and_answer_a_resend() {
+        use crate::request::RequestId;
+        let mut db = FakeBackend::new();
+        db.fail_value(2, Fault::ConstraintRollingBack);
+        let id = |seq| RequestId::new("tab", seq);
+        let writes: Vec<Write> = (1..=4).map(|v| ins(v).once(id(v as u64))).collect();
+        let BatchOutcome::Committed { replays, .. } = apply_numbered(&mut db, &writes, 5, &[]) else {
+            panic!("batch must commit")
+        };
+        assert_eq!(replays, 1);
+        let ids: Vec<u64> = db.markers().keys().map(|k| k.seq).collect();
+        assert_eq!(ids, vec![1, 3, 4], "one marker per committed write, none for the rejected one");
+        // The same writes again, and one twice in the batch: nothing runs twice.
+        let again: Vec<Write> = [1, 3, 3, 4, 5].iter().map(|&v| ins(v).once(id(v as u64))).collect();
+        let BatchOutcome::Committed { results, .. } = apply_numbered(&mut db, &again, 6, &[]) else {
+            panic!("batch must commit")
+        };
+        assert_eq!(db.committed_values(), vec![1, 3, 4, 5]);
+        assert!(matches!(&results[0], WriteResult::Again(Recorded::One { batch: 5, .. })));
+        assert!(matches!(&results[2], WriteResult::Again(Recorded::One { batch: 5, .. })));
+        assert!(matches!(&results[4], WriteResult::One(Ok(_))));
+        let forget = [Forget { origin: "tab".into(), below: 4 }];
+        let BatchOutcome::Committed { .. } = apply_numbered(&mut db, &[ins(9)], 7, &forget) else { panic!() };
+        assert_eq!(db.markers().keys().map(|k| k.seq).collect::<Vec<_>>(), vec![4, 5]);
     }
 
     #[test]

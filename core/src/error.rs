@@ -36,6 +36,9 @@ pub enum ErrorKind {
     ReadOnly,
     /// An I/O failure or a corrupt file.
     Io,
+    /// The database cannot do what the write asks (a request id on a backend without request
+    /// markers).
+    Unsupported,
 }
 
 impl ErrorKind {
@@ -49,7 +52,24 @@ impl ErrorKind {
             ErrorKind::DiskFull => "DiskFull",
             ErrorKind::ReadOnly => "ReadOnly",
             ErrorKind::Io => "Io",
+            ErrorKind::Unsupported => "Unsupported",
         }
+    }
+
+    /// The kind whose [`code`](Self::code) is `code`.
+    pub fn from_code(code: &str) -> Option<ErrorKind> {
+        [
+            ErrorKind::Busy,
+            ErrorKind::Constraint,
+            ErrorKind::InvalidInput,
+            ErrorKind::Sql,
+            ErrorKind::DiskFull,
+            ErrorKind::ReadOnly,
+            ErrorKind::Io,
+            ErrorKind::Unsupported,
+        ]
+        .into_iter()
+        .find(|k| k.code() == code)
     }
 }
 
@@ -174,6 +194,7 @@ impl fmt::Display for WriteError {
                     ErrorKind::DiskFull => "free disk space or raise the page limit",
                     ErrorKind::ReadOnly => "check the file's permissions",
                     ErrorKind::Io | ErrorKind::Busy => "check the disk and the database file",
+                    ErrorKind::Unsupported => "use a plain write here",
                 };
                 write!(f, "{}: {e}; {hint}", kind_phrase(e.kind))
             }
@@ -191,6 +212,7 @@ fn kind_phrase(kind: ErrorKind) -> &'static str {
         ErrorKind::DiskFull => "database or disk is full",
         ErrorKind::ReadOnly => "database is read-only",
         ErrorKind::Io => "database i/o failure",
+        ErrorKind::Unsupported => "unsupported",
     }
 }
 

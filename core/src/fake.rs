@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use crate::backend::{Applied, Backend};
 use crate::error::{BackendError, ErrorClass, ErrorKind};
+use crate::request::{Recorded, RequestId};
 use crate::value::Value;
 
 /// A failure to inject.
@@ -39,6 +40,9 @@ impl Fault {
 pub struct FakeBackend {
     committed: Vec<Vec<Value>>,
     staged: Option<Vec<Vec<Value>>>,
+    /// Request markers: committed, and as the open transaction sees them.
+    markers: BTreeMap<RequestId, Recorded>,
+    staged_markers: Option<BTreeMap<RequestId, Recorded>>,
     faults: BTreeMap<i64, Fault>,
     busy_begins: u32,
     busy_commits: u32,
@@ -90,9 +94,15 @@ impl FakeBackend {
             .collect()
     }
 
+    /// The committed request markers.
+    pub fn markers(&self) -> &BTreeMap<RequestId, Recorded> {
+        &self.markers
+    }
+
     /// Simulates a crash: the open transaction is lost, committed rows stay.
     pub fn crash(&mut self) {
         self.staged = None;
+        self.staged_markers = None;
     }
 }
 
@@ -105,6 +115,7 @@ impl Backend for FakeBackend {
             return Err(Fault::Busy.error());
         }
         self.staged = Some(Vec::new());
+        self.staged_markers = Some(self.markers.clone());
         self.staged_tables.clear();
         Ok(())
     }
@@ -118,6 +129,7 @@ impl Backend for FakeBackend {
         if let Some(fault) = key.and_then(|k| self.faults.get(&k)).copied() {
             if fault == Fault::ConstraintRollingBack {
                 self.staged = None;
+                self.staged_markers = None;
             }
             return Err(fault.error());
         }
@@ -139,12 +151,35 @@ impl Backend for FakeBackend {
         }
         let staged = self.staged.take().expect("core bug: commit outside a transaction");
         self.committed.extend(staged);
+        self.markers = self.staged_markers.take().expect("core bug: markers staged with the transaction");
         self.commits += 1;
         Ok(())
     }
 
     fn rollback(&mut self) -> Result<(), BackendError> {
         self.staged = None;
+        self.staged_markers = None;
+        Ok(())
+    }
+
+    fn recorded(&mut self, id: &RequestId) -> Result<Option<Recorded>, BackendError> {
+        let staged = self.staged_markers.as_ref().expect("core bug: lookup outside a transaction");
+        Ok(staged.get(id).cloned())
+    }
+
+    fn record(&mut self, origin: &str, entries: &[(u64, Recorded)]) -> Result<(), BackendError> {
+        let staged = self.staged_markers.as_mut().expect("core bug: marker outside a transaction");
+        for (seq, how) in entries {
+            let id = RequestId::new(origin, *seq);
+            assert!(!staged.contains_key(&id), "core bug: request {id} recorded twice");
+            staged.insert(id, how.clone());
+        }
+        Ok(())
+    }
+
+    fn forget(&mut self, origin: &str, below: u64) -> Result<(), BackendError> {
+        let staged = self.staged_markers.as_mut().expect("core bug: forget outside a transaction");
+        staged.retain(|id, _| &*id.origin != origin || id.seq >= below);
         Ok(())
     }
 

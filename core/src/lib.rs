@@ -34,6 +34,7 @@ pub mod joblock;
 pub mod metrics;
 pub mod pipeline;
 pub mod queue;
+pub mod request;
 pub mod retry;
 pub mod row;
 pub mod typed;
@@ -41,7 +42,7 @@ pub mod value;
 pub mod writer;
 
 pub use backend::{Applied, Backend, Returned};
-pub use batch::{BatchOutcome, Batcher, ManyOutcome, Receipt, Rows, Write, WriteResult, apply};
+pub use batch::{BatchOutcome, Batcher, ManyOutcome, Receipt, Rows, Write, WriteResult, apply, apply_numbered};
 pub use breaker::{Breaker, BreakerState, Transition};
 pub use error::{BackendError, ErrorClass, ErrorKind, WriteError};
 pub use feed::{Commit, Feed, FeedItem};
@@ -52,6 +53,7 @@ pub use pipeline::{
     Settlement, Work,
 };
 pub use queue::{PushError, Queued, WriteQueue};
+pub use request::{Forget, Recorded, Request, RequestId};
 pub use retry::{Jitter, RetryPolicy};
 pub use row::{RowError, from_row};
 pub use typed::{RowData, ShapeError, insert_sql, quote_identifier, to_row, upsert_sql};

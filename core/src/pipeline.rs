@@ -43,10 +43,11 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use crate::backend::{Applied, Backend};
-use crate::batch::{BatchOutcome, Ended, Write, WriteResult, apply, transaction};
+use crate::batch::{BatchOutcome, Ended, Write, WriteResult, apply_numbered, transaction};
 use crate::error::{BackendError, WriteError};
 use crate::metrics::{Health, MetricsSnapshot};
 use crate::queue::{PushError, Queued, WriteQueue};
+use crate::request::{Forget, Recorded, Request};
 use crate::writer::{BatchRun, Event, Step, WriterConfig, WriterState};
 
 /// What an entry of the queue asks of the writer.
@@ -76,6 +77,24 @@ pub trait Body<B: ?Sized> {
     /// Runs once inside the open transaction. It may run again after lock contention, on a
     /// fresh transaction.
     fn run(&mut self, backend: &mut B) -> BodyOutcome;
+
+    /// The request id the transaction is recorded under, if any (see [`crate::request`]):
+    /// looked up before it runs, recorded with its commit.
+    fn request(&self) -> Option<&Request> {
+        None
+    }
+
+    /// What its marker keeps once it asks to commit in batch `batch` (called only with a
+    /// request id).
+    fn recorded(&self, batch: u64) -> Recorded {
+        Recorded::Transaction { results: Vec::new(), batch }
+    }
+
+    /// It was committed before under its request id: it does not run, and settles
+    /// [`Settlement::Committed`] with `recorded`, what was recorded then.
+    fn answered(&mut self, recorded: Recorded) {
+        let _ = recorded;
+    }
 }
 
 /// How one run of a [`Body`] ended.
@@ -127,6 +146,8 @@ struct Entry<T, X> {
 pub struct Batch<T, X> {
     run: BatchRun,
     entries: Vec<Queued<Entry<T, X>>>,
+    /// Markers to drop in this batch's transaction.
+    forget: Vec<Forget>,
     /// The tables the last attempt changed, when it committed.
     changed: Vec<String>,
 }
@@ -166,7 +187,7 @@ impl<T, X> Batch<T, X> {
     {
         let attempted =
             if let [Queued { item: Entry { work: Work::Transaction(body), .. }, .. }] = self.entries.as_mut_slice() {
-                attempt_body(backend, body)
+                attempt_body(backend, body, self.run.id, &self.forget)
             } else {
                 let writes: Vec<&Write> = self
                     .entries
@@ -176,7 +197,7 @@ impl<T, X> Batch<T, X> {
                         Work::Transaction(_) => unreachable!("a transaction is always taken alone"),
                     })
                     .collect();
-                Attempted::Batch(apply(backend, &writes))
+                Attempted::Batch(apply_numbered(backend, &writes, self.run.id, &self.forget))
             };
         // Taken after every attempt, so an abandoned one leaves nothing for the next.
         let changed = backend.take_changed();
@@ -186,11 +207,33 @@ impl<T, X> Batch<T, X> {
     }
 }
 
-fn attempt_body<B: Backend + ?Sized, X: Body<B>>(backend: &mut B, body: &mut X) -> Attempted {
-    let ended = transaction(backend, |b| match body.run(b) {
-        BodyOutcome::Commit => Ok(()),
-        BodyOutcome::Rejected => Err(Ended::Body(())),
-        BodyOutcome::Failed(e) => Err(Ended::Database(e)),
+fn attempt_body<B: Backend + ?Sized, X: Body<B>>(
+    backend: &mut B,
+    body: &mut X,
+    batch: u64,
+    forget: &[Forget],
+) -> Attempted {
+    let ended = transaction(backend, |b| {
+        let found = match body.request() {
+            Some(r) if !r.first_send => b.recorded(&r.id).map_err(Ended::Database)?,
+            _ => None,
+        };
+        match found {
+            Some(recorded) => body.answered(recorded),
+            None => match body.run(b) {
+                BodyOutcome::Commit => {
+                    if let Some(r) = body.request() {
+                        b.record(&r.id.origin, &[(r.id.seq, body.recorded(batch))]).map_err(Ended::Database)?;
+                    }
+                }
+                BodyOutcome::Rejected => return Err(Ended::Body(())),
+                BodyOutcome::Failed(e) => return Err(Ended::Database(e)),
+            },
+        }
+        for f in forget {
+            b.forget(&f.origin, f.below).map_err(Ended::Database)?;
+        }
+        Ok(())
     });
     match ended {
         // One entry, counted as one committed row.
@@ -200,6 +243,14 @@ fn attempt_body<B: Backend + ?Sized, X: Body<B>>(backend: &mut B, body: &mut X) 
         }),
         Err(Ended::Database(e)) => Attempted::Batch(BatchOutcome::abandoned(e)),
         Err(Ended::Body(())) => Attempted::Rejected,
+    }
+}
+
+/// Adds `f` to `list`, keeping one entry per origin, the highest.
+fn merge_forget(list: &mut Vec<Forget>, f: Forget) {
+    match list.iter_mut().find(|g| g.origin == f.origin) {
+        Some(g) => g.below = g.below.max(f.below),
+        None => list.push(f),
     }
 }
 
@@ -295,6 +346,8 @@ pub struct Pipeline<T, X> {
     entries_in: u64,
     entries_out: u64,
     flushes: VecDeque<(u64, T)>,
+    /// Markers to drop with the next batch that commits.
+    forget: Vec<Forget>,
     /// The host waits for work (the last poll said `Wait`).
     parked: bool,
     closed: bool,
@@ -315,6 +368,7 @@ impl<T, X> Pipeline<T, X> {
             entries_in: 0,
             entries_out: 0,
             flushes: VecDeque::new(),
+            forget: Vec::new(),
             parked: false,
             closed: false,
         }
@@ -362,6 +416,13 @@ impl<T, X> Pipeline<T, X> {
         }
         self.flushes.push_back((self.entries_in, ticket));
         Ok(Pushed { wake: std::mem::take(&mut self.parked) })
+    }
+
+    /// Drops the markers of `origin` numbered below `below` in the transaction of the next
+    /// batch (see [`crate::request`]): its sender has heard how they ended and will not resend
+    /// them. Nothing runs for it alone; a batch that fails keeps it for the next one.
+    pub fn forget(&mut self, origin: &str, below: u64) {
+        merge_forget(&mut self.forget, Forget { origin: origin.to_owned(), below });
     }
 
     /// Refuses further entries; what is accepted still runs, and then [`poll`](Self::poll)
@@ -421,7 +482,7 @@ impl<T, X> Pipeline<T, X> {
                 self.admit_waiting();
                 let left = self.queue.rows() + self.waiting_rows;
                 let run = self.writer.start_batch(rows, left);
-                let batch = Batch { run, entries, changed: Vec::new() };
+                let batch = Batch { run, entries, forget: std::mem::take(&mut self.forget), changed: Vec::new() };
                 if let Some(wait) = self.writer.gate(now) {
                     self.current = Some(Current { batch, not_before: now });
                     return Action::Sleep(wait);
@@ -456,6 +517,10 @@ impl<T, X> Pipeline<T, X> {
         self.running = false;
         let outcomes: Vec<Settlement> = match attempted {
             Attempted::Rejected => {
+                // Rolled back: the markers to drop wait for the next batch.
+                for f in std::mem::take(&mut batch.forget) {
+                    merge_forget(&mut self.forget, f);
+                }
                 self.writer.record_rejected(1);
                 vec![Settlement::Rejected]
             }
@@ -475,7 +540,12 @@ impl<T, X> Pipeline<T, X> {
                         results.into_iter().map(Settlement::Write).collect()
                     }
                 }
-                Step::Fail(error) => batch.entries.iter().map(|_| Settlement::Failed(error.clone())).collect(),
+                Step::Fail(error) => {
+                    for f in std::mem::take(&mut batch.forget) {
+                        merge_forget(&mut self.forget, f);
+                    }
+                    batch.entries.iter().map(|_| Settlement::Failed(error.clone())).collect()
+                }
             },
         };
         debug_assert_eq!(outcomes.len(), batch.entries.len(), "one outcome per entry");

@@ -280,7 +280,7 @@ impl WriterState {
                     let rejected = match r {
                         WriteResult::One(Err(e)) => vec![e],
                         WriteResult::Many { rejected, .. } => rejected.iter().map(|(_, e)| e).collect(),
-                        WriteResult::One(Ok(_)) => Vec::new(),
+                        WriteResult::One(Ok(_)) | WriteResult::Again(_) => Vec::new(),
                     };
                     for e in rejected {
                         self.events.push(Event::Rejected { batch: run.id, error: e.clone() });

@@ -4,15 +4,24 @@
 //! duplicated or reordered; every entry settles exactly once, in acceptance order; acked is
 //! exactly what is durable; a flush resolves only after everything accepted before it; a
 //! settled batch reports the tables of exactly the rows it committed (the commit feed's input).
+//!
+//! Some entries carry a request id, and some are sent again with the same id (a resend after a
+//! lost answer): each id is applied at most once, a resend of a committed write is answered with
+//! the first receipt, and the committed markers are exactly the ids of the committed writes
+//! (less those forgotten).
 
 use std::time::Duration;
 
 use proptest::prelude::*;
 use sqlweir_core::fake::{FakeBackend, Fault};
+use std::collections::{BTreeMap, BTreeSet};
+
 use sqlweir_core::{
-    Action, Backend, Backpressure, Body, BodyOutcome, ErrorClass, Pipeline, PushError, RetryPolicy, Settlement, Work,
-    Write, WriteResult, WriterConfig, params,
+    Action, Backend, Backpressure, Body, BodyOutcome, ErrorClass, Pipeline, PushError, Recorded, Request, RequestId,
+    RetryPolicy, Settlement, Work, Write, WriteResult, WriterConfig, params,
 };
+
+const ORIGIN: &str = "tab";
 
 const MAX_ATTEMPTS: u32 = 3;
 
@@ -30,7 +39,12 @@ enum Kind {
 
 #[derive(Clone, Debug)]
 enum Op {
-    Entry(Kind),
+    /// A new entry; with a request id when `true`.
+    Entry(Kind, bool),
+    /// The entry with a request id at this index (modulo their number) is sent again.
+    Resend(usize),
+    /// Markers of ids below this fraction (per 8) of the entries so far are forgotten.
+    Forget(u8),
     /// The next `n` attempts meet lock contention.
     Busy(u32),
     Flush,
@@ -40,12 +54,14 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        6 => Just(Op::Entry(Kind::Good)),
-        1 => Just(Op::Entry(Kind::Constraint)),
-        1 => Just(Op::Entry(Kind::RollsBack)),
-        1 => Just(Op::Entry(Kind::Io)),
-        1 => Just(Op::Entry(Kind::Tx)),
-        1 => Just(Op::Entry(Kind::TxGivesUp)),
+        6 => any::<bool>().prop_map(|m| Op::Entry(Kind::Good, m)),
+        1 => any::<bool>().prop_map(|m| Op::Entry(Kind::Constraint, m)),
+        1 => any::<bool>().prop_map(|m| Op::Entry(Kind::RollsBack, m)),
+        1 => any::<bool>().prop_map(|m| Op::Entry(Kind::Io, m)),
+        1 => any::<bool>().prop_map(|m| Op::Entry(Kind::Tx, m)),
+        1 => any::<bool>().prop_map(|m| Op::Entry(Kind::TxGivesUp, m)),
+        3 => (0usize..64).prop_map(Op::Resend),
+        1 => (0u8..8).prop_map(Op::Forget),
         1 => (0u32..6).prop_map(Op::Busy),
         1 => Just(Op::Flush),
         3 => Just(Op::Step),
@@ -57,6 +73,8 @@ fn op() -> impl Strategy<Value = Op> {
 struct Tx {
     value: i64,
     gives_up: bool,
+    request: Option<Request>,
+    answered: Option<Recorded>,
 }
 
 impl Body<FakeBackend> for Tx {
@@ -67,6 +85,18 @@ impl Body<FakeBackend> for Tx {
             Err(e) if e.class == ErrorClass::Rejected => BodyOutcome::Rejected,
             Err(e) => BodyOutcome::Failed(e),
         }
+    }
+
+    fn request(&self) -> Option<&Request> {
+        self.request.as_ref()
+    }
+
+    fn recorded(&self, batch: u64) -> Recorded {
+        Recorded::Transaction { results: vec![(1, self.value)], batch }
+    }
+
+    fn answered(&mut self, recorded: Recorded) {
+        self.answered = Some(recorded);
     }
 }
 
@@ -81,6 +111,8 @@ enum Ticket {
 #[derive(Clone, Debug, PartialEq)]
 enum Seen {
     Committed,
+    /// Answered from the marker of an earlier copy.
+    Again,
     Rejected(&'static str),
     Failed(&'static str),
     Refused,
@@ -91,6 +123,15 @@ struct Harness {
     pipeline: Pipeline<Ticket, Tx>,
     now: Duration,
     kinds: Vec<Kind>,
+    /// Per entry: its value and its request id's number (a resend shares both with its first copy).
+    values: Vec<i64>,
+    requests: Vec<Option<u64>>,
+    /// Entries that carry a request id and were sent first (not resends).
+    marked: Vec<u64>,
+    /// Per request id: what the copy that committed recorded.
+    committed_requests: BTreeMap<u64, Recorded>,
+    /// Markers below this number were forgotten.
+    forgotten_below: u64,
     /// Per entry: every outcome its owner was told.
     seen: Vec<Vec<Seen>>,
     /// Accepted entries, in acceptance order, and the order they settled in.
@@ -123,6 +164,11 @@ impl Harness {
             pipeline: Pipeline::new(capacity, backpressure, config, 9),
             now: Duration::ZERO,
             kinds: Vec::new(),
+            values: Vec::new(),
+            requests: Vec::new(),
+            marked: Vec::new(),
+            committed_requests: BTreeMap::new(),
+            forgotten_below: 0,
             seen: Vec::new(),
             accepted: Vec::new(),
             settled_order: Vec::new(),
@@ -132,7 +178,7 @@ impl Harness {
         }
     }
 
-    fn entry(&mut self, kind: Kind) {
+    fn entry(&mut self, kind: Kind, marked: bool) {
         let id = self.kinds.len() as u64;
         let value = id as i64;
         match kind {
@@ -141,11 +187,49 @@ impl Harness {
             Kind::Io => self.db.fail_value(value, Fault::Io),
             Kind::Good | Kind::Tx | Kind::TxGivesUp => {}
         }
+        if marked {
+            self.marked.push(id);
+        }
+        self.push(kind, value, marked.then_some(id), true);
+    }
+
+    /// Sends marked entry `pick` again: the same write under the same request id.
+    fn resend(&mut self, pick: usize) {
+        let candidates: Vec<u64> = self
+            .marked
+            .iter()
+            .copied()
+            .filter(|&m| self.requests[m as usize].is_some_and(|seq| seq >= self.forgotten_below))
+            .collect();
+        let Some(&first) = candidates.get(pick % candidates.len().max(1)) else { return };
+        let (kind, value, request) =
+            (self.kinds[first as usize], self.values[first as usize], self.requests[first as usize]);
+        self.push(kind, value, request, false);
+    }
+
+    /// Queues an entry; a `first` send of a request id is not looked up, a resend is.
+    fn push(&mut self, kind: Kind, value: i64, request: Option<u64>, first: bool) {
+        let id = self.kinds.len() as u64;
         self.kinds.push(kind);
+        self.values.push(value);
+        self.requests.push(request);
         self.seen.push(Vec::new());
+        let rid = request.map(|seq| RequestId::new(ORIGIN, seq));
         let work = match kind {
-            Kind::Tx | Kind::TxGivesUp => Work::Transaction(Tx { value, gives_up: kind == Kind::TxGivesUp }),
-            _ => Work::Write(Write::one("INSERT", params![value])),
+            Kind::Tx | Kind::TxGivesUp => Work::Transaction(Tx {
+                value,
+                gives_up: kind == Kind::TxGivesUp,
+                request: rid.map(|id| Request { id, first_send: first }),
+                answered: None,
+            }),
+            _ => {
+                let w = Write::one("INSERT", params![value]);
+                Work::Write(match rid {
+                    Some(rid) if first => w.once_first(rid),
+                    Some(rid) => w.once(rid),
+                    None => w,
+                })
+            }
         };
         match self.pipeline.push(work, Ticket::Entry(id), self.now) {
             Ok(_) => self.accepted.push(id),
@@ -203,6 +287,7 @@ impl Harness {
                 other => panic!("a batch failed with {other}: salvage must reject such writes alone"),
             }
         }
+        let batch = settled.batch;
         // The commit feed's input: the tables of exactly the rows this batch committed (the
         // fake reports one per applied row), nothing from an abandoned or rejected attempt.
         let changed = settled.changed.len();
@@ -210,9 +295,39 @@ impl Harness {
         for e in settled.entries {
             let Ticket::Entry(id) = e.ticket else { panic!("a flush ticket settled as an entry") };
             let kind = self.kinds[id as usize];
+            let request = self.requests[id as usize];
+            let answered = match &e.work {
+                Work::Transaction(tx) => tx.answered.clone(),
+                Work::Write(_) => None,
+            };
             let seen = match (&e.outcome, kind) {
                 (Settlement::Failed(err), _) => Seen::Failed(err.code()),
-                (Settlement::Write(WriteResult::One(Ok(_))), Kind::Good) | (Settlement::Committed, Kind::Tx) => {
+                (Settlement::Write(WriteResult::Again(r)), Kind::Good) => {
+                    let seq = request.expect("only a write with a request id is answered from a marker");
+                    assert_eq!(
+                        self.committed_requests.get(&seq),
+                        Some(r),
+                        "entry {id}: a resend gets the first receipt"
+                    );
+                    Seen::Again
+                }
+                (Settlement::Committed, Kind::Tx) if answered.is_some() => {
+                    let seq = request.expect("only a transaction with a request id is answered from a marker");
+                    assert_eq!(self.committed_requests.get(&seq), answered.as_ref(), "entry {id}: the first results");
+                    Seen::Again
+                }
+                (Settlement::Write(WriteResult::One(Ok(a))), Kind::Good) => {
+                    if let Some(seq) = request {
+                        let first = Recorded::One { changes: a.changes, last_rowid: a.last_rowid, batch };
+                        assert!(self.committed_requests.insert(seq, first).is_none(), "request {seq} applied twice");
+                    }
+                    Seen::Committed
+                }
+                (Settlement::Committed, Kind::Tx) => {
+                    if let Some(seq) = request {
+                        let first = Recorded::Transaction { results: vec![(1, self.values[id as usize])], batch };
+                        assert!(self.committed_requests.insert(seq, first).is_none(), "request {seq} applied twice");
+                    }
                     Seen::Committed
                 }
                 (Settlement::Write(WriteResult::One(Err(err))), Kind::Constraint | Kind::RollsBack) => {
@@ -222,7 +337,7 @@ impl Harness {
                 (outcome, kind) => panic!("entry {id} of kind {kind:?} settled as {outcome:?}"),
             };
             if seen == Seen::Committed {
-                self.expected.push(id as i64);
+                self.expected.push(self.values[id as usize]);
                 committed_here += 1;
             }
             assert!(matches!(e.work, Work::Write(_) | Work::Transaction(_)), "the work comes back");
@@ -249,7 +364,22 @@ fn run(ops: Vec<Op>, capacity: usize, backpressure: Backpressure) -> Result<(), 
     let mut flushes = 0;
     for op in ops {
         match op {
-            Op::Entry(kind) => h.entry(kind),
+            Op::Entry(kind, marked) => h.entry(kind, marked),
+            Op::Resend(pick) => h.resend(pick),
+            Op::Forget(eighths) => {
+                // Only what has settled: its sender heard how it ended and will not resend it.
+                // (A pending copy, first or resent, keeps its number unsettled.)
+                let unsettled = h.accepted[h.settled_order.len()..]
+                    .iter()
+                    .map(|&p| h.requests[p as usize].unwrap_or(p))
+                    .min()
+                    .unwrap_or(h.kinds.len() as u64);
+                let below = (h.kinds.len() as u64 * u64::from(eighths) / 8).min(unsettled);
+                if below > h.forgotten_below {
+                    h.forgotten_below = below;
+                    h.pipeline.forget(ORIGIN, below);
+                }
+            }
             Op::Busy(n) => {
                 h.busy_injected |= n > 0;
                 h.db.busy_for_attempts(n);
@@ -261,6 +391,12 @@ fn run(ops: Vec<Op>, capacity: usize, backpressure: Backpressure) -> Result<(), 
             Op::Step => h.step(),
         }
     }
+    // Everything settles, then one last good write alone in its batch carries any forget left.
+    h.db.busy_for_attempts(0);
+    while !h.pipeline.is_idle() {
+        h.step();
+    }
+    h.entry(Kind::Good, false);
     h.pipeline.close();
     while !h.pipeline.is_idle() {
         h.step();
@@ -274,12 +410,40 @@ fn run(ops: Vec<Op>, capacity: usize, backpressure: Backpressure) -> Result<(), 
     // Durable = acked, in acceptance order, no duplicates.
     prop_assert_eq!(h.db.committed_values(), h.expected.clone());
     prop_assert!(!h.db.in_transaction(), "a transaction was left open");
+    // Markers: exactly one per committed write with a request id (less the forgotten), each
+    // with what that write's owner was told.
+    let kept: BTreeMap<u64, Recorded> = h
+        .committed_requests
+        .iter()
+        .filter(|(seq, _)| **seq >= h.forgotten_below)
+        .map(|(s, r)| (*s, r.clone()))
+        .collect();
+    let markers: BTreeMap<u64, Recorded> =
+        h.db.markers()
+            .iter()
+            .map(|(id, r)| {
+                assert_eq!(&*id.origin, ORIGIN);
+                (id.seq, r.clone())
+            })
+            .collect();
+    prop_assert_eq!(&markers, &kept, "markers == committed writes with a request id");
+    // Each request id is durable at most once (its value appears once at most, however often
+    // it was sent), and exactly once when some copy committed.
+    let durable = h.db.committed_values();
+    let marked_values: BTreeSet<u64> = h.requests.iter().flatten().copied().collect();
+    for seq in marked_values {
+        let value = h.values[seq as usize];
+        let n = durable.iter().filter(|&&v| v == value).count();
+        prop_assert_eq!(n, usize::from(h.committed_requests.contains_key(&seq)), "request {} durable {} times", seq, n);
+    }
     let m = h.pipeline.snapshot();
     prop_assert_eq!(m.queue_depth, 0);
     let refused = h.seen.iter().filter(|s| s[0] == Seen::Refused).count() as u64;
     prop_assert_eq!(m.accepted, h.kinds.len() as u64 - refused);
     prop_assert_eq!(m.committed + m.rejected + m.failed, m.accepted, "every accepted row is counted once: {:?}", m);
-    prop_assert_eq!(m.committed, h.expected.len() as u64);
+    // A resend answered from a marker counts as committed again: its owner was told so.
+    let again = h.seen.iter().filter(|s| s[0] == Seen::Again).count() as u64;
+    prop_assert_eq!(m.committed, h.expected.len() as u64 + again);
     Ok(())
 }
 

@@ -12,6 +12,10 @@ pub(crate) trait Engine: Backend + Send + 'static {
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<Rows, QueryError>;
     /// Last work when the store closes, after every write resolved (SQLite: checkpoint).
     fn finish(&mut self) -> Result<(), CloseError>;
+    /// Whether it keeps request markers (`Store::write_once`); SQLite does, PostgreSQL not yet.
+    fn records_requests(&self) -> bool {
+        true
+    }
     /// Whether it reports the tables each batch changed (`Backend::take_changed`), so that the
     /// store's commit feed has something to publish. PostgreSQL does not (yet).
     fn reports_changes(&self) -> bool {

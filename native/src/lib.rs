@@ -92,7 +92,7 @@ pub use read::{QueryTicket, Rows};
 pub use sqlweir_core::value::json;
 pub use sqlweir_core::{
     BackendError, Commit, ErrorKind, FeedItem, Health, HealthStatus, JobOutcome, JobRun, JobStatus, MetricsSnapshot,
-    RetryPolicy, RowError, Value, WriteError, named_params, params,
+    Recorded, RequestId, RetryPolicy, RowError, Value, WriteError, named_params, params,
 };
 pub use sqlweir_core::{ManyOutcome, Receipt};
 pub use store::Store;

@@ -771,6 +771,10 @@ impl Backend for PgBackend {
 }
 
 impl Engine for PgBackend {
+    fn records_requests(&self) -> bool {
+        false
+    }
+
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<Rows, QueryError> {
         let Some(client) = self.client.as_ref() else { return Err(QueryError::Database(lost("not connected"))) };
         let bound: Vec<PgParam<'_>> = params.iter().map(PgParam).collect();

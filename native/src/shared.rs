@@ -71,6 +71,8 @@ pub(crate) struct Shared {
     /// The journal mode and the engine with its version, learned at open.
     pub(crate) journal_mode: String,
     pub(crate) engine: String,
+    /// Whether the engine keeps request markers (`Store::write_once`).
+    pub(crate) records_requests: bool,
     /// The file's claim when the last handle was dropped on the writer thread itself (a
     /// transaction closure held it): the writer cannot be joined from there, so it gives the
     /// claim back itself once it has drained the pipeline and stopped.
@@ -119,7 +121,9 @@ impl Shared {
         engine: String,
         feed: FeedHub,
     ) -> Self {
+        let records_requests = conn.records_requests();
         Shared {
+            records_requests,
             feed: Arc::new(feed),
             conn: Mutex::new(Some(conn)),
             spinners: AtomicUsize::new(0),

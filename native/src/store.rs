@@ -9,8 +9,8 @@ use std::time::{Instant, SystemTime};
 
 use serde::de::DeserializeOwned;
 use sqlweir_core::{
-    Health, JobRun, JobStatus, ManyOutcome, MetricsSnapshot, Pipeline, PushError, Receipt, Value, Work, Write,
-    WriteError, from_row,
+    BackendError, ErrorClass, ErrorKind, Health, JobRun, JobStatus, ManyOutcome, MetricsSnapshot, Pipeline, PushError,
+    Receipt, RequestId, Value, Work, Write, WriteError, from_row,
 };
 
 use crate::engine::Engine;
@@ -60,6 +60,16 @@ fn from_writer_thread() -> WriteError {
                   the closure (a deadlock); use the closure's tx.execute, or queue it after the transaction"
             .into(),
     }
+}
+
+/// `write_once` on an engine without request markers.
+fn unsupported_requests() -> WriteError {
+    WriteError::Backend(BackendError::new(
+        ErrorKind::Unsupported,
+        ErrorClass::Rejected,
+        None,
+        "write_once and request ids are not supported on PostgreSQL yet (markers are SQLite only)",
+    ))
 }
 
 static MEMORY_STORES: AtomicU64 = AtomicU64::new(0);
@@ -191,6 +201,71 @@ impl Store {
     /// how many rows committed and which were rejected (index and error).
     pub fn write_many(&self, sql: &str, rows: Vec<Vec<Value>>) -> Ticket<ManyOutcome> {
         self.enqueue_write(Write::many(sql, rows), DoneKind::Many)
+    }
+
+    /// Queues one write recorded under the request id `id`, so that it applies at most once
+    /// however often it is sent: for a client that sends the same write again after a lost
+    /// connection, with the same id. Inside its batch's transaction the write first looks for
+    /// the marker of `id` in the table `_sqlweir_requests`: found, it does not run, and the
+    /// ticket resolves with the receipt recorded the first time (without `RETURNING` rows);
+    /// not found, it runs, and its marker is written in the same transaction, so it commits if
+    /// and only if the write does. A rejected write leaves no marker (sent again, it runs
+    /// again). Markers stay until [`Store::forget_requests`] drops them.
+    ///
+    /// On PostgreSQL this fails with `Unsupported` (`ErrorKind::Unsupported`): markers are
+    /// SQLite only for now.
+    ///
+    /// ```
+    /// use sqlweir::{params, Options, RequestId, Store};
+    /// let store = Store::open_in_memory(Options::default().migrations(&["CREATE TABLE t(x)"]))?;
+    /// let sql = "INSERT INTO t(x) VALUES (?1)";
+    /// let first = store.write_once(RequestId::new("client-7", 1), sql, params![42]).wait()?;
+    /// // The answer was lost; the client sends it again, with the same id.
+    /// let again = store.write_once(RequestId::new("client-7", 1), sql, params![42]).wait()?;
+    /// assert_eq!(again, first, "answered from the marker, not applied again");
+    /// assert_eq!(store.query_as::<i64>("SELECT count(*) FROM t", &[])?, vec![1]);
+    /// store.forget_requests("client-7", 2)?; // the client heard the answers of 1 and below
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn write_once(&self, id: RequestId, sql: &str, params: Vec<Value>) -> Ticket<Receipt> {
+        match self.check_request(&id) {
+            Ok(()) => self.enqueue_write(Write::one(sql, params).once(id), DoneKind::One),
+            Err(e) => Ticket::ready(Err(e)),
+        }
+    }
+
+    /// [`Store::write_many`] recorded under the request id `id`: applied at most once, a
+    /// resend answered with the first outcome (rows committed and rows rejected). See
+    /// [`Store::write_once`].
+    pub fn write_many_once(&self, id: RequestId, sql: &str, rows: Vec<Vec<Value>>) -> Ticket<ManyOutcome> {
+        match self.check_request(&id) {
+            Ok(()) => self.enqueue_write(Write::many(sql, rows).once(id), DoneKind::Many),
+            Err(e) => Ticket::ready(Err(e)),
+        }
+    }
+
+    /// Drops the markers of `origin` numbered below `below` (`u64::MAX`: all of them), once
+    /// that sender has heard the answers and will not send those writes again. The markers go
+    /// in the transaction of the next batch that commits (nothing runs for this alone), so the
+    /// table stays as small as the writes still unanswered. On PostgreSQL, `Unsupported`.
+    pub fn forget_requests(&self, origin: &str, below: u64) -> Result<(), WriteError> {
+        if !self.shared().records_requests {
+            return Err(unsupported_requests());
+        }
+        self.shared().pipeline().forget(origin, below);
+        Ok(())
+    }
+
+    fn check_request(&self, id: &RequestId) -> Result<(), WriteError> {
+        if !self.shared().records_requests {
+            return Err(unsupported_requests());
+        }
+        if i64::try_from(id.seq).is_err() {
+            return Err(WriteError::InvalidInput {
+                message: format!("request number {} is above {}, the largest SQLite integer", id.seq, i64::MAX),
+            });
+        }
+        Ok(())
     }
 
     pub(crate) fn enqueue_write<T: Send + 'static>(

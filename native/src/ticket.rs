@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
-use sqlweir_core::{ManyOutcome, Receipt, Settlement, Write, WriteError, WriteResult};
+use sqlweir_core::{ManyOutcome, Receipt, Recorded, Settlement, Write, WriteError, WriteResult};
 
 /// Where the writer puts a result and the owner finds it.
 pub(crate) struct Slot<T> {
@@ -244,6 +244,23 @@ impl Done {
             (Some(DoneKind::Many(slot)), Settlement::Write(WriteResult::Many { committed, rejected })) => {
                 slot.resolve_deferred(Ok(ManyOutcome { committed, rejected, batch }), Some(write))
             }
+            // Sent before under its request id: answered with what was recorded then.
+            (Some(DoneKind::One(slot)), Settlement::Write(WriteResult::Again(r))) => {
+                let receipt = match r {
+                    Recorded::One { changes, last_rowid, batch } => {
+                        Ok(Receipt { changes, last_rowid, batch, returned: None })
+                    }
+                    other => Err(reused(&write, &other)),
+                };
+                slot.resolve_deferred(receipt, Some(write))
+            }
+            (Some(DoneKind::Many(slot)), Settlement::Write(WriteResult::Again(r))) => {
+                let outcome = match r {
+                    Recorded::Many { committed, rejected, batch } => Ok(ManyOutcome { committed, rejected, batch }),
+                    other => Err(reused(&write, &other)),
+                };
+                slot.resolve_deferred(outcome, Some(write))
+            }
             (Some(DoneKind::One(slot)), Settlement::Failed(e)) => slot.resolve_deferred(Err(e), Some(write)),
             (Some(DoneKind::Many(slot)), Settlement::Failed(e)) => slot.resolve_deferred(Err(e), Some(write)),
             (Some(_), other) => unreachable!("a write settled as {other:?}"),
@@ -263,6 +280,19 @@ impl Done {
     /// (Dropping it armed would fail the ticket with `Closed`; forgetting it would leak the slot.)
     pub(crate) fn disarm(mut self) {
         self.0 = None;
+    }
+}
+
+/// The error for a request id that was recorded for another kind of write.
+fn reused(write: &Write, recorded: &Recorded) -> WriteError {
+    let id = write.request.as_deref().map_or_else(String::new, |r| r.id.to_string());
+    let was = match recorded {
+        Recorded::One { .. } => "a single write",
+        Recorded::Many { .. } => "a write_many",
+        Recorded::Transaction { .. } => "a transaction",
+    };
+    WriteError::InvalidInput {
+        message: format!("request id {id} was already used for {was}; give each write its own request id"),
     }
 }
 

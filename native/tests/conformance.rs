@@ -22,6 +22,9 @@ trait Engine {
     const ROLLING_BACK_INSERT: &'static str;
     /// Whether receipts carry the inserted rowid.
     const HAS_ROWID: bool;
+    /// Whether writes with a request id (`write_once`) are supported; without, they fail with
+    /// `Unsupported`.
+    const RECORDS_REQUESTS: bool;
 }
 
 /// A way into the store's database from outside the store.
@@ -74,6 +77,7 @@ impl Engine for Sqlite {
     }
     const ROLLING_BACK_INSERT: &'static str = "INSERT OR ROLLBACK INTO t(k, v) VALUES (?1, ?2)";
     const HAS_ROWID: bool = true;
+    const RECORDS_REQUESTS: bool = true;
 }
 
 #[cfg(feature = "postgres")]
@@ -95,6 +99,7 @@ impl Engine for Postgres {
     // PostgreSQL aborts the transaction on any error.
     const ROLLING_BACK_INSERT: &'static str = INSERT;
     const HAS_ROWID: bool = false;
+    const RECORDS_REQUESTS: bool = false;
 }
 
 fn keys(store: &Store) -> Vec<i64> {
@@ -298,6 +303,26 @@ fn transactions_commit_whole_or_leave_nothing<E: Engine>() {
     store.close().expect("close");
 }
 
+fn a_write_sent_again_with_its_request_id_applies_once<E: Engine>() {
+    let (store, _outside) = E::open(Options::default());
+    let id = || sqlweir::RequestId::new("client", 1);
+    let first = store.write_once(id(), INSERT, params![1, "once"]).wait();
+    if !E::RECORDS_REQUESTS {
+        let e = first.expect_err("no request markers on this engine");
+        assert_eq!(e.code(), "Unsupported", "{e}");
+        assert!(e.to_string().contains("not supported"), "{e}");
+        assert_eq!(store.forget_requests("client", 2).expect_err("forget").code(), "Unsupported");
+        assert_eq!(keys(&store), Vec::<i64>::new(), "nothing written");
+        store.close().expect("close");
+        return;
+    }
+    let first = first.expect("first");
+    let again = store.write_once(id(), INSERT, params![1, "once"]).wait().expect("answered, not a duplicate key");
+    assert_eq!(again, first);
+    assert_eq!(keys(&store), vec![1]);
+    store.close().expect("close");
+}
+
 macro_rules! conformance {
     ($engine:ty) => {
         #[test]
@@ -331,6 +356,10 @@ macro_rules! conformance {
         #[test]
         fn errors_are_typed_and_name_what_to_fix() {
             super::errors_are_typed_and_name_what_to_fix::<$engine>();
+        }
+        #[test]
+        fn a_write_sent_again_with_its_request_id_applies_once() {
+            super::a_write_sent_again_with_its_request_id_applies_once::<$engine>();
         }
         #[test]
         fn transactions_commit_whole_or_leave_nothing() {

@@ -24,13 +24,32 @@ use std::sync::{Arc, Mutex, PoisonError};
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{CachedStatement, Connection, ToSql, ffi};
-use sqlweir_core::{Applied, Backend, BackendError, ErrorClass, ErrorKind, Returned, Value};
+use sqlweir_core::{Applied, Backend, BackendError, ErrorClass, ErrorKind, Recorded, RequestId, Returned, Value};
+
+/// The table of request markers (`sqlweir_core::request`), written in the writes' own
+/// transaction: one row per sender per batch, holding the markers of that sender's committed
+/// writes of the batch (numbers `first` to `last`, each write's number and outcome in
+/// `receipts`, as `Recorded::encode_all` writes them). One row per batch rather than per write
+/// keeps the cost per write to a few bytes of text. No rowid, so that recording leaves the
+/// connection's last inserted rowid (a receipt's `last_rowid`) alone.
+pub const REQUESTS_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS _sqlweir_requests(origin TEXT NOT NULL, \
+     last INTEGER NOT NULL, first INTEGER NOT NULL, receipts BLOB NOT NULL, PRIMARY KEY(origin, last)) WITHOUT ROWID";
+
+/// Whether the marker table exists, as the open transaction sees it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Requests {
+    Absent,
+    /// Created by the open transaction: gone again if it rolls back.
+    Creating,
+    Present,
+}
 
 /// The one write connection of a store. The host's writer owns it.
 pub struct SqliteBackend {
     /// The connection. Hosts use it directly for setup, checkpoints and closing.
     pub conn: Connection,
     guard: Guard,
+    requests: Requests,
     /// The tables each write statement may change (its own target, and those of its triggers
     /// and foreign-key actions), learned from the authorizer the first time the text is seen.
     targets: HashMap<String, Arc<[String]>>,
@@ -47,9 +66,13 @@ impl SqliteBackend {
     /// that decides which user statements may be prepared on it ([`Guard`]).
     pub fn new(mut conn: Connection) -> Result<Self, BackendError> {
         let guard = Guard::install(&mut conn)?;
+        let present: bool = conn
+            .query_row("SELECT count(*) > 0 FROM sqlite_master WHERE name = '_sqlweir_requests'", [], |r| r.get(0))
+            .map_err(classify)?;
         Ok(SqliteBackend {
             conn,
             guard,
+            requests: if present { Requests::Present } else { Requests::Absent },
             targets: HashMap::new(),
             changed: Vec::new(),
             #[cfg(feature = "fault-injection")]
@@ -163,14 +186,83 @@ impl Backend for SqliteBackend {
     fn commit(&mut self) -> Result<(), BackendError> {
         // Not from the statement cache: a user's `COMMIT` text must never find this prepared
         // statement there (cached statements skip the guard).
-        self.conn.execute_batch("COMMIT").map_err(classify)
+        self.conn.execute_batch("COMMIT").map_err(classify)?;
+        if self.requests == Requests::Creating {
+            self.requests = Requests::Present;
+        }
+        Ok(())
     }
 
     fn rollback(&mut self) -> Result<(), BackendError> {
+        if self.requests == Requests::Creating {
+            self.requests = Requests::Absent;
+        }
         if self.conn.is_autocommit() {
             return Ok(());
         }
         self.conn.execute_batch("ROLLBACK").map_err(classify)
+    }
+
+    fn recorded(&mut self, id: &RequestId) -> Result<Option<Recorded>, BackendError> {
+        if self.requests == Requests::Absent {
+            return Ok(None);
+        }
+        let seq = seq_value(id.seq)?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT receipts FROM _sqlweir_requests WHERE origin = ?1 AND last >= ?2 AND first <= ?2")
+            .map_err(classify)?;
+        let mut rows = stmt.query(rusqlite::params![&*id.origin, seq]).map_err(classify)?;
+        while let Some(row) = rows.next().map_err(classify)? {
+            let receipts: Vec<u8> = row.get(0).map_err(classify)?;
+            match Recorded::find(&receipts, id.seq) {
+                Ok(Some(found)) => return Ok(Some(found)),
+                Ok(None) => {}
+                Err(_unreadable) => {
+                    return Err(BackendError::new(
+                        ErrorKind::Io,
+                        ErrorClass::Fatal,
+                        None,
+                        format!(
+                            "a marker row of {} in _sqlweir_requests is unreadable; was the table changed by hand?",
+                            id.origin
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn record(&mut self, origin: &str, entries: &[(u64, Recorded)]) -> Result<(), BackendError> {
+        let (Some(first), Some(last)) = (entries.iter().map(|(s, _)| *s).min(), entries.iter().map(|(s, _)| *s).max())
+        else {
+            return Ok(());
+        };
+        if self.requests == Requests::Absent {
+            self.conn.execute_batch(REQUESTS_SCHEMA).map_err(classify)?;
+            self.requests = Requests::Creating;
+        }
+        let mut stmt = self
+            .conn
+            .prepare_cached("INSERT INTO _sqlweir_requests(origin, last, first, receipts) VALUES (?1, ?2, ?3, ?4)")
+            .map_err(classify)?;
+        let receipts = Recorded::encode_all(entries);
+        stmt.execute(rusqlite::params![origin, seq_value(last)?, seq_value(first)?, receipts])
+            .map(drop)
+            .map_err(classify)
+    }
+
+    fn forget(&mut self, origin: &str, below: u64) -> Result<(), BackendError> {
+        if self.requests == Requests::Absent {
+            return Ok(());
+        }
+        let below = i64::try_from(below).unwrap_or(i64::MAX);
+        let mut stmt = self
+            .conn
+            .prepare_cached("DELETE FROM _sqlweir_requests WHERE origin = ?1 AND last < ?2")
+            .map_err(classify)?;
+        stmt.execute(rusqlite::params![origin, below]).map(drop).map_err(classify)
     }
 
     fn in_transaction(&self) -> bool {
@@ -184,6 +276,12 @@ impl Backend for SqliteBackend {
         tables.dedup();
         tables
     }
+}
+
+/// A request number as SQLite's integer.
+fn seq_value(seq: u64) -> Result<i64, BackendError> {
+    i64::try_from(seq)
+        .map_err(|_| input(format!("request number {seq} is above {}, the largest SQLite integer", i64::MAX)))
 }
 
 /// Prepares a user's write statement (from the cache when it ran before), refusing what must

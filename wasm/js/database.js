@@ -270,13 +270,14 @@ export async function open(name, options = {}) {
   options ??= {};
   const refused = checkOptions(options) ?? checkPlatform();
   if (refused) throw refused;
-  const { logger, ...rest } = options;
+  // `requestIds` is the tabs' business (hub.js), not the worker's.
+  const { logger, requestIds, ...rest } = options;
   const hub = hubFor(typeof options.directory === "string" ? options.directory : undefined);
   await hub.ready;
   if (hub.dbs.has(name)) {
     throw new SqlweirError(`${name} is already open in this page; share the handle from the first open, or close it first`, "InUse");
   }
-  const slot = { options: rest, logger, database: null };
+  const slot = { options: rest, logger, requestIds: requestIds !== false, database: null };
   hub.dbs.set(name, slot);
   try {
     await hub.call("open", { db: name, name, options: rest });

@@ -1,9 +1,11 @@
 // Several tabs (docs/multitab.md). The OPFS pool admits one worker at a time, so one tab per pool
-// directory leads: it holds the Web Lock `sqlweir:<directory>` for its whole life and runs the
-// worker; the other tabs are followers and forward every call and write to it over the
-// BroadcastChannel of the same name. When the leader's tab goes away the browser releases the
-// lock, the next waiting tab takes it and leads, and calls in flight are resent (if they change
-// nothing) or rejected with `LeaderChanged` (if they might have been applied).
+// directory leads: it holds the Web Lock `sqlweir:<directory>` and runs the worker; the other tabs
+// are followers and forward every call and write to it over the BroadcastChannel of the same name.
+// When the leader's tab goes away (or its worker fails) the lock is released, the next waiting tab
+// takes it and leads. Every write carries a request id (its tab's id and its number there) that the
+// leader's worker records in the same transaction as the write, so writes in flight are sent again
+// to the new leader, which answers those already committed from their markers: each applies once.
+// Calls in flight are resent (if they change nothing) or rejected with `LeaderChanged`.
 //
 // The page's hubs (one per directory) are also where the library's log lines find the
 // `logger`s of the page's databases.
@@ -15,6 +17,10 @@ import { pageConnection } from "./transport.js";
 const DEFAULT_DIRECTORY = ".sqlweir";
 /** Calls a new leader may run again without harm: they change nothing. */
 const RESENDABLE = new Set(["open", "query", "tablesRead", "page", "flush", "metrics", "health", "jobStatus", "exportFile"]);
+/** Each tab holds `sqlweir-tab:<directory>:<id>` for its life: the leader drops the markers of tabs gone. */
+const TAB_LOCK = "sqlweir-tab:";
+/** Worker failures a tab hands the lead over for; after that its calls and writes fail with `Worker`. */
+const MAX_HANDOVERS = 3;
 
 /** This page's end of one pool directory: leader (runs the worker) or follower (forwards). */
 class Hub {
@@ -24,14 +30,21 @@ class Hub {
     this.role = null;
     this.leader = null;
     this.epoch = 0;
+    // One more at every change of who leads, or of the leader's worker: what was sent in an
+    // earlier term and is not settled goes again in the new one.
+    this.term = 0;
     this.conn = null;
     this.nextId = 1;
-    this.writes = new Map(); // this page's writes: id -> { resolve, reject, sentTo }
-    this.calls = new Map(); // this page's calls: id -> { resolve, reject, op, fields, sentTo }
-    this.dbs = new Map(); // this page's open databases: name -> { options, database }
+    this.writes = new Map(); // this page's writes: id -> { resolve, reject, term, db, item, ids }
+    this.calls = new Map(); // this page's calls: id -> { resolve, reject, op, fields, sentTo, term }
+    this.dbs = new Map(); // this page's open databases: name -> { options, logger, requestIds, database }
     this.entries = new Map(); // leader: databases open in the worker: name -> { id, ready, users }
     this.waiting = []; // follower: what waits for a leader to be known
     this.outbox = new Map(); // leader: follower id -> settled writes, flat [id, ok, value, ...]
+    this.releaseLock = null; // leader: gives the Web Lock back
+    this.handovers = 0;
+    this.failures = new WeakSet(); // the `Worker` errors of workers this tab handed the lead over for
+    this.onWorkerFail = (conn) => this.handOver(conn);
     this.channel = new BroadcastChannel(`sqlweir:${directory}`);
     this.channel.onmessage = (event) => this.receive(event.data);
     this.ready = this.elect();
@@ -47,12 +60,20 @@ class Hub {
       this.becomeLeader(); // no Web Locks: one tab at a time, as without multi-tab support
       return;
     }
-    const name = `sqlweir:${this.directory}`;
+    // This tab's own lock first, so that a leader never takes it for gone while it writes.
+    await new Promise((resolve) => {
+      locks
+        .request(`${TAB_LOCK}${this.directory}:${this.id}`, () => {
+          resolve();
+          return new Promise(() => {}); // held for the page's life
+        })
+        .catch(resolve);
+    });
     const first = await new Promise((resolve, reject) => {
       locks
-        .request(name, { ifAvailable: true }, (lock) => {
+        .request(`sqlweir:${this.directory}`, { ifAvailable: true }, (lock) => {
           resolve(lock !== null);
-          return lock ? new Promise(() => {}) : undefined; // held for the page's life
+          return lock ? this.hold() : undefined;
         })
         .catch(reject);
     });
@@ -62,29 +83,62 @@ class Hub {
     }
     this.role = "follower";
     this.post({ t: "hello" });
-    locks
-      .request(name, () => {
+    this.queueForLock();
+  }
+
+  /** What a granted lock's callback returns: settles when this tab gives the lead up. */
+  hold() {
+    return new Promise((resolve) => (this.releaseLock = resolve));
+  }
+
+  /** Waits in line for the leader lock; leads when granted (the leader before went away). */
+  queueForLock() {
+    globalThis.navigator.locks
+      .request(`sqlweir:${this.directory}`, () => {
         this.becomeLeader();
-        return new Promise(() => {});
+        return this.hold();
       })
       .catch((e) => log("error", "sqlweir: waiting for the leader lock failed", e));
   }
 
   becomeLeader() {
     const previous = this.role;
-    const old = this.leader;
     this.role = "leader";
     this.leader = this.id;
     this.epoch += 1;
+    this.term += 1;
     this.conn = pageConnection(log);
+    this.conn.onFail.add(this.onWorkerFail);
     this.conn.onCommit = (id, batch, tables) => this.commitOf(id, batch, tables);
     this.post({ t: "leader", epoch: this.epoch });
     // This page's own databases open first, then what was waiting or in flight runs here.
     for (const [name, { options }] of this.dbs) {
       this.openEntry(name, options, this.id).catch((e) => log("error", `sqlweir: reopening ${name} failed`, e));
     }
-    this.redirect(old);
+    this.redirect();
     if (previous === "follower") this.announce();
+  }
+
+  /**
+   * The leader's worker failed: give the lead up (another tab, or this one with a new worker,
+   * takes it), and let the writes that were in the worker go again to whoever leads next.
+   */
+  handOver(conn) {
+    if (this.role !== "leader" || this.conn !== conn || this.releaseLock === null) return;
+    if (this.handovers >= MAX_HANDOVERS) return;
+    this.handovers += 1;
+    this.failures.add(conn.broken);
+    log("warn", `sqlweir: ${conn.broken.message}; handing the lead over to another tab or a new worker`);
+    this.role = "follower";
+    this.leader = null;
+    this.term += 1;
+    this.conn = null;
+    this.entries = new Map();
+    const release = this.releaseLock;
+    this.releaseLock = null;
+    this.announce();
+    release();
+    this.queueForLock();
   }
 
   announce() {
@@ -107,26 +161,36 @@ class Hub {
     }
   }
 
-  /** After a leader change: settles or resends what was in flight to `old`, then runs what waited. */
-  redirect(old) {
-    if (old !== null) {
-      for (const [id, w] of this.writes) {
-        if (w.sentTo !== old) continue;
+  /**
+   * After a leader change: sends again (same request ids) the writes that were in flight to an
+   * earlier leader, settles or resends its calls, then runs what waited.
+   */
+  redirect() {
+    const now = this.term;
+    const resend = new Map(); // database name -> items, in the order first sent
+    for (const [id, w] of this.writes) {
+      if (w.term === null || w.term === now) continue;
+      if (!w.ids) {
         this.writes.delete(id);
-        w.reject(leaderChanged("write"));
+        w.reject(leaderChanged("write")); // opened with requestIds: false
+        continue;
       }
-      for (const [id, c] of this.calls) {
-        if (c.sentTo !== old) continue;
-        if (c.op === "close") {
-          this.calls.delete(id);
-          c.resolve(undefined); // the tab that had it open is gone: nothing is left to close
-        } else if (RESENDABLE.has(c.op)) {
-          c.sentTo = null;
-          this.waiting.push({ call: id });
-        } else {
-          this.calls.delete(id);
-          c.reject(leaderChanged(`${c.op} call`));
-        }
+      w.term = null;
+      let items = resend.get(w.db);
+      if (!items) resend.set(w.db, (items = []));
+      items.push(w.item);
+    }
+    for (const [id, c] of this.calls) {
+      if (c.term === null || c.term === now) continue;
+      if (c.op === "close") {
+        this.calls.delete(id);
+        c.resolve(undefined); // the tab that had it open is gone: nothing is left to close
+      } else if (RESENDABLE.has(c.op)) {
+        c.term = null;
+        this.waiting.push({ call: id });
+      } else {
+        this.calls.delete(id);
+        c.reject(leaderChanged(`${c.op} call`));
       }
     }
     const waiting = this.waiting;
@@ -136,9 +200,11 @@ class Hub {
         this.call("open", { db: name, name, options }).catch((e) => log("error", `sqlweir: reopening ${name} failed`, e));
       }
     }
+    for (const [name, items] of resend) this.dispatch({ writes: name, items, resent: true });
     for (const action of waiting) this.dispatch(action);
-    // Commits may have gone unannounced while the leader changed: live queries run again.
-    if (old !== null) this.emit("resync", {});
+    // Commits may have gone unannounced while the leader changed: live queries run again (not at
+    // the first leader this tab knows, term 1: nothing was missed then).
+    if (this.term > 1) this.emit("resync", {});
   }
 
   // The interface `Database` uses: nextId, writes, broken, call, sendWrites.
@@ -152,7 +218,7 @@ class Hub {
       if (fields.token.leader !== this.leader) return Promise.resolve(false);
       fields = { ...fields, token: fields.token.token };
     }
-    const c = { op, fields, sentTo: null };
+    const c = { op, fields, sentTo: null, term: null };
     const done = new Promise((resolve, reject) => {
       Object.assign(c, { resolve, reject });
       this.calls.set(id, c);
@@ -161,20 +227,38 @@ class Hub {
     return op === "lock" ? done.then((token) => ({ leader: c.sentTo, token })) : done;
   }
 
+  /** One tick's writes of database `name`, `[id, target, payload, kind, extra]` each. */
   sendWrites(name, items) {
+    const ids = this.dbs.get(name)?.requestIds !== false;
+    for (const item of items) {
+      const w = this.writes.get(item[0]);
+      if (w) Object.assign(w, { db: name, item, ids, term: null });
+    }
     this.dispatch({ writes: name, items });
+  }
+
+  /** The lowest number of this tab's writes not yet settled: none below it will be sent again. */
+  low() {
+    for (const id of this.writes.keys()) return id; // a Map keeps insertion order: ids ascend
+    return this.nextId;
   }
 
   dispatch(action) {
     if (this.role === "leader") {
       if (action.call === undefined) {
-        this.submit(action.writes, action.items, (id) => this.ownWrite(id));
+        for (const item of action.items) {
+          const w = this.writes.get(item[0]);
+          if (w) w.term = this.term;
+        }
+        const origin = this.dbs.get(action.writes)?.requestIds === false ? null : this.id;
+        this.submit(action.writes, action.items, origin, this.low(), action.resent === true, (id) => new OwnWaiter(this, id));
         return;
       }
       const c = this.calls.get(action.call);
       if (!c) return;
       this.calls.delete(action.call);
       c.sentTo = this.id;
+      c.term = this.term;
       this.run(c.op, c.fields, this.id).then(c.resolve, c.reject);
     } else if (this.leader === null) {
       this.waiting.push(action);
@@ -182,43 +266,43 @@ class Hub {
       const c = this.calls.get(action.call);
       if (!c) return;
       c.sentTo = this.leader;
+      c.term = this.term;
       this.post({ t: "req", to: this.leader, rid: action.call, op: c.op, fields: c.fields });
     } else {
-      for (const [id] of action.items) {
-        const w = this.writes.get(id);
-        if (w) w.sentTo = this.leader;
+      for (const item of action.items) {
+        const w = this.writes.get(item[0]);
+        if (w) w.term = this.term;
       }
-      this.forwardWrites(action.writes, action.items);
+      this.forwardWrites(action.writes, action.items, action.resent === true);
     }
   }
 
-  /** Follower: one tick's writes to the leader; values that cannot be cloned are refused alone. */
-  forwardWrites(name, items) {
+  /**
+   * Follower: one tick's writes to the leader (or writes sent to an earlier one, `resent`, which
+   * the leader looks up first); values that cannot be cloned are refused alone.
+   */
+  forwardWrites(name, items, resent) {
+    const message = { t: "writes", to: this.leader, db: name, items, low: this.low() };
+    if (resent) message.resent = true;
+    if (this.dbs.get(name)?.requestIds === false) message.ids = false;
     try {
-      this.post({ t: "writes", to: this.leader, db: name, items });
+      this.post(message);
       return;
     } catch {
       // One value could not be cloned: find it, send the rest.
     }
     const good = cloneable(items, this.writes);
-    if (good.length) this.post({ t: "writes", to: this.leader, db: name, items: good });
+    if (good.length) this.post({ ...message, items: good });
   }
 
-  /** The waiter of this page's write `id`, moved to the worker's bookkeeping as it is sent. */
-  ownWrite(id) {
+  /** Settles this page's write `id` (its waiter in `writes`), unless its worker failed. */
+  settleOwn(id, ok, value) {
+    if (!ok && this.failures.has(value)) return; // its worker failed: it goes to the next leader
     const w = this.writes.get(id);
-    if (w) {
-      this.writes.delete(id);
-      return w;
-    }
-    const settle = (ok) => (value) => {
-      const w = this.writes.get(id);
-      if (!w) return;
-      this.writes.delete(id);
-      if (ok) w.resolve(value);
-      else w.reject(value);
-    };
-    return { resolve: settle(true), reject: settle(false) };
+    if (!w) return;
+    this.writes.delete(id);
+    if (ok) w.resolve(value);
+    else w.reject(value);
   }
 
   // Leader: the databases open in the worker, shared by every tab that opened them.
@@ -242,8 +326,13 @@ class Hub {
     let entry = this.entries.get(name);
     if (!entry) {
       entry = { id: null, users: new Set() };
-      entry.ready = this.conn.call("open", { name, options, log: wantsLog() }).then(
-        (id) => (entry.id = id),
+      const conn = this.conn;
+      entry.ready = conn.call("open", { name, options, log: wantsLog() }).then(
+        (id) => {
+          entry.id = id;
+          this.sweep(conn, id);
+          return id;
+        },
         (e) => {
           if (this.entries.get(name) === entry) this.entries.delete(name);
           throw e;
@@ -253,6 +342,26 @@ class Hub {
     }
     entry.users.add(user);
     return entry.ready;
+  }
+
+  /**
+   * Drops the request markers of tabs that are gone (their tab lock is free): nobody is left to
+   * send their writes again. Run when a database opens in this leader.
+   */
+  async sweep(conn, db) {
+    const locks = globalThis.navigator?.locks;
+    if (!locks) return;
+    try {
+      const prefix = `${TAB_LOCK}${this.directory}:`;
+      const { held = [] } = await locks.query();
+      const alive = new Set(held.map((l) => l.name).filter((n) => n?.startsWith(prefix)).map((n) => n.slice(prefix.length)));
+      const origins = await conn.call("query", { db, sql: "SELECT DISTINCT origin FROM _sqlweir_requests", params: [] }).catch(() => []);
+      for (const { origin } of origins) {
+        if (!alive.has(origin)) await conn.call("forget", { db, origin, below: Number.MAX_SAFE_INTEGER });
+      }
+    } catch (e) {
+      log("debug", "sqlweir: dropping the request markers of closed tabs failed", e);
+    }
   }
 
   closeEntry(name, user) {
@@ -268,8 +377,13 @@ class Hub {
     );
   }
 
-  /** Sends writes `[id, ...]` to the worker; `waiterFor(id)` settles each. Keeps their order. */
-  submit(name, items, waiterFor) {
+  /**
+   * Sends writes `[id, ...]` to the worker, recorded under the request ids (`origin`, id) unless
+   * `origin` is null, dropping the markers of `origin` below `low`; `resent` ones (sent to an
+   * earlier leader) are looked up first. `waiterFor(id)` settles each. Keeps their order; the
+   * items are not changed (this tab's own are kept for a resend).
+   */
+  submit(name, items, origin, low, resent, waiterFor) {
     const entry = this.entries.get(name);
     const refuse = (e) => {
       for (const [id] of items) waiterFor(id).reject(toError(e));
@@ -277,14 +391,16 @@ class Hub {
     if (!entry) return refuse(closedError());
     const go = (db) => {
       const conn = this.conn;
+      // The worker failed and the lead went to another tab meanwhile: their tabs send them there.
+      if (conn === null || this.failures.has(conn.broken)) return;
       if (conn.broken) return refuse(conn.broken);
-      // The items are this hub's own (a tick's queue, or a follower's message): renumbered in place.
-      for (const item of items) {
+      const ids = new Float64Array(items.length);
+      for (let i = 0; i < items.length; i++) {
         const workerId = conn.nextId++;
-        conn.writes.set(workerId, waiterFor(item[0]));
-        item[0] = workerId;
+        conn.writes.set(workerId, waiterFor(items[i][0]));
+        ids[i] = workerId;
       }
-      conn.sendWrites(db, items);
+      conn.sendWrites(db, items, { ids, origin, forget: origin === null ? undefined : low, resent });
     };
     if (entry.id !== null) go(entry.id);
     else entry.ready.then(go, refuse);
@@ -313,11 +429,12 @@ class Hub {
         return;
       case "leader": {
         if (m.epoch < this.epoch || this.role === "leader") return;
+        // The same leader again with a newer epoch led, stopped (its worker failed) and leads again.
+        if (m.from === this.leader && m.epoch === this.epoch) return;
         this.epoch = m.epoch;
-        if (m.from === this.leader) return;
-        const old = this.leader;
         this.leader = m.from;
-        this.redirect(old);
+        this.term += 1;
+        this.redirect();
         return;
       }
       case "commit":
@@ -332,9 +449,10 @@ class Hub {
         return;
       case "writes":
         if (m.to !== this.id || this.role !== "leader") return;
-        this.submit(m.db, m.items, (id) => ({
+        this.submit(m.db, m.items, m.ids === false ? null : m.from, m.low, m.resent === true, (id) => ({
           resolve: (value) => this.reply(m.from, id, true, plainValue(value)),
-          reject: (e) => this.reply(m.from, id, false, plainError(e)),
+          // A failed worker's writes are not answered: their tab sends them to the next leader.
+          reject: (e) => this.failures.has(e) || this.reply(m.from, id, false, plainError(e)),
         }));
         return;
       case "res": {
@@ -360,6 +478,22 @@ class Hub {
       }
       default:
     }
+  }
+}
+
+/** The worker's waiter of one of this page's own writes (one small object per write, no closures). */
+class OwnWaiter {
+  constructor(hub, id) {
+    this.hub = hub;
+    this.id = id;
+  }
+
+  resolve(value) {
+    this.hub.settleOwn(this.id, true, value);
+  }
+
+  reject(error) {
+    this.hub.settleOwn(this.id, false, error);
   }
 }
 

@@ -71,6 +71,13 @@ export interface OpenOptions {
   /** OPFS directory of the VFS pool; one per page (default `.sqlweir`). */
   directory?: string;
   /**
+   * Whether this tab's writes carry request ids (default `true`): the leader tab records each in
+   * the write's own transaction, so a write in flight when the leader tab goes away is sent to
+   * the next leader and applied exactly once. `false` saves one small row per write, and such a
+   * write then rejects with `LeaderChanged` instead (it may or may not have been applied).
+   */
+  requestIds?: boolean;
+  /**
    * Where sqlweir's own log lines go (a rejected write at `debug`, retries and slow commits at
    * `warn`): `console`, or any object with some of these methods. Without one, only errors that
    * no promise reports reach `console.error`.

@@ -18,6 +18,7 @@ const OPTIONS = [
   "breakerCooldownMs",
   "directory",
   "logger",
+  "requestIds",
 ];
 const RETRY_OPTIONS = ["baseMs", "capMs", "maxAttempts", "budgetMs"];
 
@@ -49,7 +50,8 @@ function unknownKey(object, known, prefix) {
 /** The error `open` rejects with for these options, or null when they are fine. */
 export function checkOptions(options) {
   if (typeof options !== "object" || Array.isArray(options)) return invalid("the options of open must be an object");
-  const { retry, logger } = options;
+  const { retry, logger, requestIds } = options;
+  if (requestIds != null && typeof requestIds !== "boolean") return invalid("requestIds must be true or false");
   if (retry != null && (typeof retry !== "object" || Array.isArray(retry))) return invalid("retry must be an object");
   if (logger != null && typeof logger !== "object") {
     return invalid("logger must be an object with debug, info, warn and error methods, such as console");

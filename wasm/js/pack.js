@@ -10,19 +10,22 @@ const AS_IS = 0xffffffff;
 
 /**
  * One tick's writes `[id, target, payload, kind, extra]` in columns for the worker's
- * `submitPacked`: plain `write`s (SQL string, array of parameters) as one table of distinct SQL,
- * parameter type tags, numbers in a Float64Array and strings joined in one UTF-8 buffer; every other
+ * `submitPacked`, under the worker's message `ids` when given (then each item's own id goes in
+ * `seqs`: its number at its tab, the request id's second half): plain `write`s (SQL string, array
+ * of parameters) as one table of distinct SQL, parameter type tags, numbers in a Float64Array and
+ * strings joined in one UTF-8 buffer; every other
  * item (typed writes, writeMany, odd input the worker refuses) as it is, in `legacy`. Keeps the
  * order of the items.
  */
-export function pack(items) {
+export function pack(items, workerIds) {
   const n = items.length;
   let values = 0;
   for (let i = 0; i < n; i++) {
     const item = items[i];
     if (item[3] === false && typeof item[1] === "string" && Array.isArray(item[2])) values += item[2].length;
   }
-  const ids = new Float64Array(n);
+  const ids = workerIds ?? new Float64Array(n);
+  const seqs = workerIds ? new Float64Array(n) : null;
   const counts = new Uint32Array(n);
   const sqlIndex = new Uint32Array(n);
   const tags = new Uint8Array(values);
@@ -38,7 +41,8 @@ export function pack(items) {
   for (let i = 0; i < n; i++) {
     const item = items[i];
     const params = item[2];
-    ids[i] = item[0];
+    if (seqs) seqs[i] = item[0];
+    else ids[i] = item[0];
     if (item[3] !== false || typeof item[1] !== "string" || !(Array.isArray(params) || params == null)) {
       counts[i] = AS_IS;
       legacy.push(item);
@@ -95,7 +99,8 @@ export function pack(items) {
     textEnds,
     others,
     legacy,
-    transfer: [ids.buffer, counts.buffer, sqlIndex.buffer, tags.buffer, nums.buffer, text.buffer, textEnds.buffer],
+    seqs,
+    transfer: [ids.buffer, counts.buffer, sqlIndex.buffer, tags.buffer, nums.buffer, text.buffer, textEnds.buffer, ...(seqs ? [seqs.buffer] : [])],
   };
 }
 

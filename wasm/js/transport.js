@@ -12,6 +12,8 @@ class Connection {
     this.calls = new Map();
     this.writes = new Map();
     this.broken = null;
+    // Told first when the worker fails (the hub hands leadership over), before any waiter.
+    this.onFail = new Set();
     // Written inline on purpose: bundlers (webpack 5, Vite, Parcel) recognise exactly
     // `new Worker(new URL("...", import.meta.url), { type: "module" })` and bundle the worker;
     // without a bundler it resolves next to this file. README.md, "Bundlers".
@@ -35,10 +37,11 @@ class Connection {
 
   fail(message) {
     this.broken = new SqlweirError(message, "Worker");
+    if (shared === this) shared = null;
+    for (const listener of this.onFail) listener(this);
     for (const waiter of [...this.calls.values(), ...this.writes.values()]) waiter.reject(this.broken);
     this.calls.clear();
     this.writes.clear();
-    if (shared === this) shared = null;
     this.worker.terminate();
   }
 
@@ -82,18 +85,34 @@ class Connection {
     });
   }
 
-  /** Sends one tick's writes. Values that cannot be cloned are refused alone with InvalidInput. */
-  sendWrites(db, items) {
+  /**
+   * Sends one tick's writes. Values that cannot be cloned are refused alone with InvalidInput.
+   * With `request` (`{ ids, origin, forget, resent }`), item `i` goes as worker write `ids[i]`;
+   * with an `origin` it is recorded under the request id (`origin`, the item's own id), its
+   * markers below `forget` are dropped, and `resent` writes are looked up first.
+   */
+  sendWrites(db, items, request = {}) {
+    const { ids, origin, forget, resent } = request;
     try {
-      const packed = pack(items);
-      this.worker.postMessage({ op: "write", db, packed }, packed.transfer);
+      const packed = pack(items, ids);
+      const seqs = origin == null ? undefined : packed.seqs;
+      this.worker.postMessage({ op: "write", db, packed, origin, seqs, forget, resent }, packed.transfer);
       packed.transfer = undefined;
       return;
     } catch {
       // One value could not be cloned (a function, a symbol...): find it, send the rest.
     }
-    const good = cloneable(items, this.writes);
-    if (good.length) this.worker.postMessage({ op: "write", db, items: good });
+    const renumbered = ids
+      ? items.map((item, i) => {
+          const copy = item.slice();
+          copy[0] = ids[i];
+          return copy;
+        })
+      : items;
+    const seqOf = new Map(renumbered.map((copy, i) => [copy[0], items[i][0]]));
+    const good = cloneable(renumbered, this.writes);
+    const seqs = origin == null ? undefined : Float64Array.from(good, (copy) => seqOf.get(copy[0]));
+    if (good.length) this.worker.postMessage({ op: "write", db, items: good, origin, seqs, forget, resent });
   }
 }
 

@@ -68,6 +68,7 @@ const calls = {
   lock: ({ db, name, holder, timeoutMs }) => database(db).lock(name, holder, timeoutMs),
   unlock: ({ db, token, failure }) => database(db).unlock(token, failure),
   jobStatus: ({ db, name }) => database(db).jobStatus(name),
+  forget: ({ db, origin, below }) => database(db).forget(origin, below),
   injectBusy({ db, attempts }) {
     const handle = database(db);
     // Present only in builds with the crate's `fault-injection` feature (the demo page's).
@@ -97,10 +98,15 @@ self.onmessage = async (event) => {
     if (!db) {
       const ids = p ? Array.from(p.ids) : message.items.map(([id]) => id);
       refused = ids.flatMap((id) => [id, false, { name: "SqlweirError", message: "store is closed: open it again to write", code: "Closed", sqliteCode: null }]);
-    } else if (p) {
-      refused = db.submitPacked(p.ids, p.counts, p.sqlIndex, p.sqls, p.tags, p.nums, p.text, p.textEnds, p.others, p.legacy);
     } else {
-      refused = db.submit(message.items);
+      // Request ids (docs/multitab.md): item i is recorded under (origin, seqs[i]).
+      const { origin, forget } = message;
+      const seqs = message.seqs ?? new Float64Array(0);
+      const resent = message.resent === true;
+      if (origin != null && forget != null) db.forget(origin, forget);
+      refused = p
+        ? db.submitPacked(p.ids, p.counts, p.sqlIndex, p.sqls, p.tags, p.nums, p.text, p.textEnds, p.others, p.legacy, origin, seqs, resent)
+        : db.submit(message.items, origin, seqs, resent);
     }
     if (refused.length) self.postMessage({ settled: refused });
     return;

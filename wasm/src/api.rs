@@ -6,11 +6,14 @@
 //! [`Store`] directly.
 
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use js_sys::{Array, Function, Promise};
 use serde::Serialize;
-use sqlweir_core::{HealthStatus, JobOutcome, Value, Write, WriteError, insert_sql, quote_identifier, upsert_sql};
+use sqlweir_core::{
+    HealthStatus, JobOutcome, RequestId, Value, Write, WriteError, insert_sql, quote_identifier, upsert_sql,
+};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
@@ -68,7 +71,7 @@ fn op_from_js(kind: u8, target: Option<String>, payload: &JsValue, extra: &JsVal
             let Some((columns, rows)) = many_rows_from_js(payload)? else { return Ok(None) };
             Op::Write(Write::many(insert_sql(&table, &columns).map_err(invalid)?, rows))
         }
-        kind::TRANSACTION => Op::Transaction(statements_from_js(payload)?),
+        kind::TRANSACTION => Op::Transaction(statements_from_js(payload)?, None),
         other => return Err(invalid(format!("unknown write kind {other}"))),
     };
     Ok(Some(op))
@@ -106,12 +109,27 @@ impl Database {
     /// is the SQL or the table; `extra` the upsert's conflict columns). Returns the refused ones
     /// at once, flat as `[id, false, error, ...]`; the others settle through the `onSettled`
     /// listener.
-    pub fn submit(&self, items: &Array) -> Result<Array, JsValue> {
+    ///
+    /// With `origin`, item `i` is recorded under the request id (`origin`, `seqs[i]`); with
+    /// `resent` (writes its tab sent before, to an earlier leader) each is first looked up: one
+    /// committed under its id before (by this worker or an earlier one) is answered with its
+    /// first outcome instead of running again.
+    #[allow(clippy::needless_pass_by_value)] // wasm-bindgen hands strings over owned
+    pub fn submit(&self, items: &Array, origin: Option<String>, seqs: &[f64], resent: bool) -> Result<Array, JsValue> {
         let refused = Array::new();
-        for item in items.iter() {
-            self.submit_item(item, &refused)?;
+        let origin: Option<Arc<str>> = origin.map(Into::into);
+        for (i, item) in items.iter().enumerate() {
+            let id = item.dyn_ref::<Array>().and_then(|a| a.get(0).as_f64());
+            let id = id.ok_or_else(|| JsValue::from_str("a write's id must be a number"))?;
+            let request = request_id(origin.as_ref(), seqs, i);
+            self.submit_item(id, item, request, resent, &refused)?;
         }
         Ok(refused)
+    }
+
+    /// Drops the request markers of `origin` numbered below `below`, with the next batch.
+    pub fn forget(&self, origin: &str, below: f64) {
+        self.store.forget(origin, below as u64);
     }
 
     /// Accepts one tick's writes packed in columns (the main thread's `sendWrites`), in order:
@@ -120,7 +138,9 @@ impl Database {
     /// `legacy` (any other kind, as `submit` takes it). The plain writes' parameters follow one
     /// another in `tags` (0 null, 1 number, 2 string, 3 boolean, 4 any other value) with
     /// numbers and booleans in `nums` (same index), strings cut from `text` (UTF-8) at the UTF-16 ends
-    /// `text_ends`, and other values in `others`. Returns the refused ones like `submit`.
+    /// `text_ends`, and other values in `others`. Returns the refused ones like `submit`;
+    /// `origin`, `seqs` and `resent` give request ids as there. The id of a `legacy` item is
+    /// `ids[i]`, not its own first element.
     #[wasm_bindgen(js_name = submitPacked)]
     #[allow(clippy::too_many_arguments, clippy::needless_pass_by_value)]
     pub fn submit_packed(
@@ -135,6 +155,9 @@ impl Database {
         text_ends: &[u32],
         others: &Array,
         legacy: &Array,
+        origin: Option<String>,
+        seqs: &[f64],
+        resent: bool,
     ) -> Result<Array, JsValue> {
         let malformed = || JsValue::from_str("submitPacked: malformed columns");
         let refused = Array::new();
@@ -147,9 +170,11 @@ impl Database {
         // One clock reading for the whole message: its writes were all issued in one tick.
         let now = crate::host::now();
         let (mut v, mut other, mut old) = (0usize, 0u32, 0u32);
+        let origin: Option<Arc<str>> = origin.map(Into::into);
         for (i, (&id, &count)) in ids.iter().zip(counts).enumerate() {
+            let request = request_id(origin.as_ref(), seqs, i);
             if count == u32::MAX {
-                self.submit_item(legacy.get(old), &refused)?;
+                self.submit_item(id, legacy.get(old), request, resent, &refused)?;
                 old += 1;
                 continue;
             }
@@ -176,7 +201,11 @@ impl Database {
                 }
             }
             let settled = match error {
-                None => self.store.submit_at(Op::Write(Write::one(sql.clone(), params)), Ticket::Id(id), now),
+                None => self.store.submit_at(
+                    Op::Write(Write::one(sql.clone(), params)).once(request, !resent),
+                    Ticket::Id(id),
+                    now,
+                ),
                 Some(e) => Err(Settled { id, result: Err(e.into()) }),
             };
             if let Err(s) = settled {
@@ -186,15 +215,21 @@ impl Database {
         Ok(refused)
     }
 
-    fn submit_item(&self, item: JsValue, refused: &Array) -> Result<(), JsValue> {
+    fn submit_item(
+        &self,
+        id: f64,
+        item: JsValue,
+        request: Option<RequestId>,
+        resent: bool,
+        refused: &Array,
+    ) -> Result<(), JsValue> {
         let item: Array =
             item.dyn_into().map_err(|_| JsValue::from_str("submit takes [id, target, payload, kind] items"))?;
-        let id = item.get(0).as_f64().ok_or_else(|| JsValue::from_str("a write's id must be a number"))?;
         // `false` and `true` are write and writeMany; the typed writes use numbers.
         let kind = item.get(3);
         let kind = kind.as_f64().map_or(if kind.is_truthy() { kind::WRITE_MANY } else { kind::WRITE }, |k| k as u8);
         let settled = match op_from_js(kind, item.get(1).as_string(), &item.get(2), &item.get(4)) {
-            Ok(Some(op)) => self.store.submit(op, Ticket::Id(id)),
+            Ok(Some(op)) => self.store.submit(op.once(request, !resent), Ticket::Id(id)),
             Ok(None) => Err(Settled { id, result: Ok(NOTHING) }),
             Err(e) => Err(Settled { id, result: Err(e.into()) }),
         };
@@ -459,6 +494,11 @@ pub async fn import_file(directory: String, name: String, bytes: Vec<u8>) -> Res
         .and_then(|()| util.import_db(&name, &bytes));
     crate::opfs::release(&name);
     done.map_err(|e| js(&OpenError::Storage { message: e.to_string() }))
+}
+
+/// The request id of item `i`: (`origin`, `seqs[i]`), when an origin is given.
+fn request_id(origin: Option<&Arc<str>>, seqs: &[f64], i: usize) -> Option<RequestId> {
+    Some(RequestId::new(Arc::clone(origin?), *seqs.get(i)? as u64))
 }
 
 /// Largest integer a JavaScript number holds exactly (2^53 - 1).

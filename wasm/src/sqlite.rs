@@ -1,7 +1,7 @@
 //! The [`Backend`] over rusqlite: one connection on the OPFS pool VFS, owned by the worker.
 
 use rusqlite::{Connection, OpenFlags};
-use sqlweir_core::{Applied, Backend, BackendError, ErrorClass, ErrorKind, Value};
+use sqlweir_core::{Applied, Backend, BackendError, ErrorClass, ErrorKind, Recorded, RequestId, Value};
 use sqlweir_sqlite::{MigrationError, classify};
 
 use crate::error::OpenError;
@@ -121,6 +121,18 @@ impl Backend for SqliteBackend {
 
     fn in_transaction(&self) -> bool {
         self.inner.in_transaction()
+    }
+
+    fn recorded(&mut self, id: &RequestId) -> Result<Option<Recorded>, BackendError> {
+        self.inner.recorded(id)
+    }
+
+    fn record(&mut self, origin: &str, entries: &[(u64, Recorded)]) -> Result<(), BackendError> {
+        self.inner.record(origin, entries)
+    }
+
+    fn forget(&mut self, origin: &str, below: u64) -> Result<(), BackendError> {
+        self.inner.forget(origin, below)
     }
 
     fn take_changed(&mut self) -> Vec<String> {

@@ -18,8 +18,8 @@ use std::time::Duration;
 use futures_channel::oneshot;
 use sqlweir_core::{
     Action, Backend, Body, BodyOutcome, ErrorClass, Health, JobLocks, JobOutcome, JobRun, JobStatus, JobToken, Level,
-    ManyOutcome, MetricsSnapshot, Pipeline, PushError, Receipt, Settled as Batch, Settlement, Value, Work, Write,
-    WriteError, WriteResult,
+    ManyOutcome, MetricsSnapshot, Pipeline, PushError, Receipt, Recorded, Request, RequestId, Settled as Batch,
+    Settlement, Value, Work, Write, WriteError, WriteResult,
 };
 
 use crate::error::{CloseError, LockError, OpenError, QueryError, TxError};
@@ -52,16 +52,29 @@ pub(crate) enum Acked {
 pub(crate) enum Op {
     /// A write, batched with its neighbours.
     Write(Write),
-    /// Statements that commit together or not at all: run alone, between batches.
-    Transaction(Vec<Write>),
+    /// Statements that commit together or not at all: run alone, between batches; recorded
+    /// under the request id, if any.
+    Transaction(Vec<Write>, Option<Request>),
 }
 
 impl Op {
+    /// The same entry, recorded under the request id `id` (see `sqlweir_core::request`): a
+    /// resend of it is answered from its marker, not applied again. `first_send`: its tab never
+    /// sent it before, so no marker is looked up.
+    pub(crate) fn once(self, id: Option<RequestId>, first_send: bool) -> Op {
+        match (self, id) {
+            (op, None) => op,
+            (Op::Write(w), Some(id)) if first_send => Op::Write(w.once_first(id)),
+            (Op::Write(w), Some(id)) => Op::Write(w.once(id)),
+            (Op::Transaction(list, _), Some(id)) => Op::Transaction(list, Some(Request { id, first_send })),
+        }
+    }
+
     /// The checks a write passes before it is accepted; a transaction's name the statement.
     fn check(&self) -> Result<(), TxError> {
         match self {
             Op::Write(w) => w.check().map_err(TxError::Write),
-            Op::Transaction(statements) => {
+            Op::Transaction(statements, _) => {
                 if statements.is_empty() {
                     return Err(TxError::Write(WriteError::InvalidInput {
                         message: "a transaction needs at least one statement".into(),
@@ -107,6 +120,9 @@ pub(crate) struct Statements {
     list: Vec<Write>,
     results: Vec<(u64, i64)>,
     error: Option<TxError>,
+    request: Option<Request>,
+    /// The batch of the first run, when answered from its marker.
+    answered_in: Option<u64>,
 }
 
 impl Body<SqliteBackend> for Statements {
@@ -132,6 +148,25 @@ impl Body<SqliteBackend> for Statements {
             }
         }
         BodyOutcome::Commit
+    }
+
+    fn request(&self) -> Option<&Request> {
+        self.request.as_ref()
+    }
+
+    fn recorded(&self, batch: u64) -> Recorded {
+        Recorded::Transaction { results: self.results.clone(), batch }
+    }
+
+    fn answered(&mut self, recorded: Recorded) {
+        match recorded {
+            Recorded::Transaction { results, batch } => {
+                self.results = results;
+                self.answered_in = Some(batch);
+            }
+            // The id was used for a write first: answered as a mistake, not run.
+            _ => self.answered_in = Some(0),
+        }
     }
 }
 
@@ -229,7 +264,7 @@ impl Store {
     /// under the retry policy. The statements cannot see each other's results from JavaScript:
     /// decide in SQL (`SET n = n + 1`, `INSERT ... SELECT`, `WHERE` guards).
     pub async fn transaction(&self, statements: Vec<Write>) -> Result<TxOutcome, TxError> {
-        match self.write_any(Op::Transaction(statements)).await? {
+        match self.write_any(Op::Transaction(statements, None)).await? {
             Acked::Transaction(t) => Ok(t),
             _ => unreachable!("a transaction settles as a transaction"),
         }
@@ -257,7 +292,9 @@ impl Store {
         }
         let work = match op {
             Op::Write(w) => Work::Write(w),
-            Op::Transaction(list) => Work::Transaction(Statements { list, results: Vec::new(), error: None }),
+            Op::Transaction(list, request) => {
+                Work::Transaction(Statements { list, results: Vec::new(), error: None, request, answered_in: None })
+            }
         };
         let mut s = self.inner.borrow_mut();
         match s.pipeline.push(work, ticket, now) {
@@ -273,6 +310,12 @@ impl Store {
                 refuse(ticket, WriteError::QueueFull { capacity }.into())
             }
         }
+    }
+
+    /// Drops the request markers of `origin` below `below` with the next batch: that sender
+    /// has heard how those writes ended and will not send them again.
+    pub(crate) fn forget(&self, origin: &str, below: u64) {
+        self.inner.borrow_mut().pipeline.forget(origin, below);
     }
 
     /// Sets who receives the outcomes of main-thread writes, one call per settled batch.
@@ -498,9 +541,10 @@ fn settle(inner: &Rc<RefCell<Inner>>, mut settled: Batch<Ticket, Statements>) {
         let result = match (entry.work, entry.outcome) {
             (_, Settlement::Failed(e)) => Err(TxError::Write(e)),
             (Work::Write(_), Settlement::Write(r)) => acked(r, batch),
-            (Work::Transaction(tx), Settlement::Committed) => {
-                Ok(Acked::Transaction(TxOutcome { results: tx.results, batch }))
-            }
+            (Work::Transaction(tx), Settlement::Committed) => match tx.answered_in {
+                Some(0) => Err(TxError::Write(reused("a write", "a transaction"))),
+                answered => Ok(Acked::Transaction(TxOutcome { results: tx.results, batch: answered.unwrap_or(batch) })),
+            },
             (Work::Transaction(tx), Settlement::Rejected) => {
                 Err(tx.error.unwrap_or(TxError::Write(WriteError::Closed)))
             }
@@ -546,5 +590,20 @@ fn acked(result: WriteResult, batch: u64) -> Result<Acked, TxError> {
         WriteResult::One(Ok(a)) => Ok(Acked::One(Receipt::new(a, batch))),
         WriteResult::One(Err(e)) => Err(TxError::Write(e)),
         WriteResult::Many { committed, rejected } => Ok(Acked::Many(ManyOutcome { committed, rejected, batch })),
+        // Sent before under its request id (a resend after a leader change): the first outcome.
+        WriteResult::Again(Recorded::One { changes, last_rowid, batch }) => {
+            Ok(Acked::One(Receipt { changes, last_rowid, batch, returned: None }))
+        }
+        WriteResult::Again(Recorded::Many { committed, rejected, batch }) => {
+            Ok(Acked::Many(ManyOutcome { committed, rejected, batch }))
+        }
+        WriteResult::Again(Recorded::Transaction { .. }) => Err(TxError::Write(reused("a transaction", "a write"))),
+    }
+}
+
+/// The error for a request id recorded for another kind of entry.
+fn reused(was: &str, now: &str) -> WriteError {
+    WriteError::InvalidInput {
+        message: format!("this request id was already used for {was}, not {now}; give each write its own id"),
     }
 }

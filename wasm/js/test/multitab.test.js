@@ -1,7 +1,10 @@
-// Several tabs on one database: one browser context, three pages of the same origin, the built
-// npm package in real headless Chromium. The first page leads (Web Lock) and runs the worker; the
-// others forward to it. Closing the leader page mid-stream makes a follower lead, and every write
-// ends acked exactly once. Asserts counts and contents, never timing. See docs/multitab.md.
+// Several tabs on one database: one browser context, pages of the same origin, the built npm
+// package in real headless Chromium. The first page leads (Web Lock) and runs the worker; the
+// others forward to it. Followers stream plain INSERTs, writeMany calls and transactions while the
+// leader page is closed, crashed (CDP Page.crash), three times in a row, or its worker fails: no
+// write is rejected with LeaderChanged, every write settles, and every write that settled Ok is in
+// the database exactly once (request ids, docs/multitab.md). Asserts counts and contents, never
+// timing.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -16,8 +19,14 @@ const MIGRATIONS = [
   // No unique key on purpose: a write applied twice would show as a duplicate row.
   "CREATE TABLE rows(tab TEXT NOT NULL, seq INTEGER NOT NULL, phase INTEGER NOT NULL)",
   "CREATE TABLE uniq(k TEXT PRIMARY KEY)",
+  // One upsert per committed transaction: a transaction applied twice would count twice.
+  "CREATE TABLE counters(k TEXT PRIMARY KEY, n INTEGER NOT NULL)",
 ];
 const ROWS = 5_000;
+/** Writes per stream across a failover (a writeMany writes 3 rows, a transaction 1 row and 1 upsert). */
+const STREAM = 3_000;
+/** How long any one write may take to settle, failovers included, before the test calls it lost. */
+const SETTLE_MS = 60_000;
 
 // Three tabs of their own (`browser.tabs`); the first tab is closed once they are open.
 const browser = chromiumHooks(chromium, { port: PORT, url: PAGE, tabs: ["a", "b", "c"] });
@@ -33,31 +42,19 @@ function openIn(page, label) {
       window.label = label;
       window.roles = [];
       db.onRoleChange((role) => window.roles.push(role));
-      // Writes `count` rows of `phase`, `chunk` at a time. A write rejected with LeaderChanged may
-      // or may not have been applied by the tab that went away: it is retried in an idempotent
-      // form, the way docs/multitab.md tells apps to.
+      // Writes `count` rows of `phase`, `chunk` at a time, each with `db.write` (plain INSERTs, not
+      // idempotent), and the same writes in the legacy shape (`kind` "idempotent"): every write
+      // that settled Ok is in `acked`, every other outcome in `errors`.
       window.stream = async (phase, count, chunk) => {
         const state = { acked: [], leaderChanged: 0, retried: 0, errors: [] };
         window.progress = state;
         const sql = "INSERT INTO rows(tab, seq, phase) VALUES (?, ?, ?)";
-        const idempotent =
-          "INSERT INTO rows(tab, seq, phase) SELECT ?1, ?2, ?3 WHERE NOT EXISTS (SELECT 1 FROM rows WHERE tab = ?1 AND seq = ?2 AND phase = ?3)";
         const put = async (seq) => {
           try {
             await db.write(sql, [label, seq, phase]);
           } catch (e) {
-            if (e.code !== "LeaderChanged") throw e;
-            state.leaderChanged++;
-            for (;;) {
-              try {
-                await db.write(idempotent, [label, seq, phase]);
-                break;
-              } catch (again) {
-                if (again.code !== "LeaderChanged") throw again;
-                state.leaderChanged++;
-              }
-            }
-            state.retried++;
+            if (e.code === "LeaderChanged") state.leaderChanged++;
+            throw e;
           }
           state.acked.push(seq);
         };
@@ -66,6 +63,45 @@ function openIn(page, label) {
           for (let seq = start; seq < Math.min(count, start + chunk); seq++) seqs.push(seq);
           const outcomes = await Promise.allSettled(seqs.map(put));
           for (const o of outcomes) if (o.status === "rejected") state.errors.push(`${o.reason?.code}: ${o.reason?.message}`);
+        }
+        return state;
+      };
+      // `count` writes of `shape` ("write": one plain INSERT; "many": a writeMany of 3 rows;
+      // "tx": a transaction of an INSERT and a counter upsert) for `phase`, `chunk` in flight;
+      // each must settle within SETTLE_MS. `window.progress` shows what settled so far.
+      window.shaped = async (phase, shape, count, chunk, settleMs) => {
+        const state = { shape, settled: 0, ok: [], errors: [], leaderChanged: 0 };
+        window.progress = state;
+        const sql = "INSERT INTO rows(tab, seq, phase) VALUES (?, ?, ?)";
+        const upsert = "INSERT INTO counters(k, n) VALUES (?, 1) ON CONFLICT(k) DO UPDATE SET n = n + 1";
+        const start = (i) => {
+          if (shape === "write") return db.write(sql, [label, i, phase]);
+          if (shape === "many") return db.writeMany(sql, [0, 1, 2].map((j) => [label, i * 3 + j, phase]));
+          return db.transaction([{ sql, params: [label, i, phase] }, { sql: upsert, params: [`${label}:${phase}`] }]);
+        };
+        const bounded = (p) => {
+          let timer;
+          const late = new Promise((_, reject) => {
+            timer = setTimeout(() => reject(Object.assign(new Error(`did not settle within ${settleMs} ms`), { code: "Timeout" })), settleMs);
+          });
+          return Promise.race([p, late]).finally(() => clearTimeout(timer));
+        };
+        const put = async (i) => {
+          try {
+            const r = await bounded(start(i));
+            if (shape === "many" && (r.committed !== 3 || r.rejected.length)) state.errors.push(`writeMany ${i}: ${JSON.stringify(r)}`);
+            else if (shape === "tx" && r.results?.length !== 2) state.errors.push(`transaction ${i}: ${JSON.stringify(r)}`);
+            else state.ok.push(i);
+          } catch (e) {
+            if (e.code === "LeaderChanged") state.leaderChanged++;
+            state.errors.push(`${e.code}: ${e.message}`);
+          }
+          state.settled++;
+        };
+        for (let from = 0; from < count; from += chunk) {
+          const batch = [];
+          for (let i = from; i < Math.min(count, from + chunk); i++) batch.push(put(i));
+          await Promise.all(batch);
         }
         return state;
       };
@@ -158,61 +194,135 @@ test("a follower gets the same typed errors, outcomes and job locks as a local c
   assert.equal(count, 3);
 });
 
-test("closing the leader mid-stream: a follower leads, every write is acked exactly once", async (t) => {
+
+/** Which of `pages` leads now. */
+async function leaderOf(pages) {
+  for (const page of pages) if ((await role(page)) === "leader") return page;
+  return null;
+}
+
+/** Waits until one of `pages` leads (bounded; the lock is released when the leader goes). */
+async function waitForLeader(pages) {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const leader = await leaderOf(pages);
+    if (leader) return leader;
+    if (Date.now() > deadline) throw new Error("no tab took the lead within 60 s");
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+/** Waits until every page's stream settled `more` writes beyond what it had settled before. */
+async function progressed(pages, more) {
+  const before = await Promise.all(pages.map((p) => p.evaluate(() => window.progress.settled)));
+  await Promise.all(
+    pages.map((p, i) => p.waitForFunction((n) => window.progress.settled >= n, before[i] + more, { timeout: 60_000 })),
+  );
+}
+
+async function crash(page) {
+  const cdp = await page.context().newCDPSession(page);
+  const crashed = page.waitForEvent("crash");
+  cdp.send("Page.crash").catch(() => {}); // never answers: the renderer is gone
+  await crashed;
+  await page.close();
+}
+
+const SHAPES = ["write", "many", "tx"];
+
+/** Rows a settled-Ok write of `shape` number `i` wrote. */
+const rowsOf = (shape, i) => (shape === "many" ? [i * 3, i * 3 + 1, i * 3 + 2] : [i]);
+
+/**
+ * Checks, from `reader`, that the writes of `phase` are each in the database exactly once: for a
+ * stream that ran to its end (`states`, by label), exactly its settled-Ok writes; for a tab that
+ * went away mid-stream (`cut`, by label: what it had seen settle Ok), at least those; and no row
+ * twice anywhere.
+ */
+async function checkPhase(reader, phase, states, cut = {}) {
+  const found = await reader.evaluate(async (phase) => {
+    const rows = await window.db.query("SELECT tab, seq FROM rows WHERE phase = ? ORDER BY tab, seq", [phase]);
+    const counters = await window.db.query("SELECT k, n FROM counters WHERE k LIKE ?", [`%:${phase}`]);
+    return { rows, counters };
+  }, phase);
+  const byTab = {};
+  for (const { tab, seq } of found.rows) (byTab[tab] ??= []).push(seq);
+  for (const [tab, seqs] of Object.entries(byTab)) {
+    assert.equal(new Set(seqs).size, seqs.length, `phase ${phase}: tab ${tab} has a row twice`);
+  }
+  const counters = Object.fromEntries(found.counters.map(({ k, n }) => [k, n]));
+  for (const [tab, s] of Object.entries(states)) {
+    assert.deepEqual(s.errors, [], `phase ${phase}, tab ${tab} (${s.shape})`);
+    assert.equal(s.leaderChanged, 0);
+    assert.equal(s.ok.length, STREAM, `phase ${phase}, tab ${tab}: every write settled Ok`);
+    const expected = s.ok.flatMap((i) => rowsOf(s.shape, i)).sort((x, y) => x - y);
+    assert.deepEqual(byTab[tab] ?? [], expected, `phase ${phase}, tab ${tab} (${s.shape}): each settled-Ok write once, nothing else`);
+    if (s.shape === "tx") assert.equal(counters[`${tab}:${phase}`], STREAM, `phase ${phase}, tab ${tab}: each transaction once`);
+  }
+  for (const [tab, { shape, ok }] of Object.entries(cut)) {
+    const present = new Set(byTab[tab] ?? []);
+    const missing = ok.flatMap((i) => rowsOf(shape, i)).filter((seq) => !present.has(seq));
+    assert.deepEqual(missing, [], `phase ${phase}, tab ${tab} (gone mid-stream): its acked writes are there`);
+    const n = (byTab[tab] ?? []).length;
+    if (shape === "tx") assert.equal(counters[`${tab}:${phase}`] ?? 0, n, `phase ${phase}, tab ${tab}: one upsert per row`);
+  }
+  return found.rows.length;
+}
+
+/** Starts a stream of each shape, one per page of `pages`; resolves with the states by label. */
+function streams(pages, labels, phase, shapes = SHAPES) {
+  return pages.map((page, k) => {
+    const running = page.evaluate(({ phase, shape, count, settleMs }) => window.shaped(phase, shape, count, 10, settleMs), {
+      phase,
+      shape: shapes[k % shapes.length],
+      count: STREAM,
+      settleMs: SETTLE_MS,
+    });
+    running.catch(() => {}); // a tab killed mid-stream never answers; its promise is not awaited
+    return running;
+  });
+}
+
+/** What each phase's check took, run again after every tab reloads. */
+const checked = [];
+
+async function byLabel(pages, promises) {
+  const states = await Promise.all(promises);
+  const labels = await Promise.all(pages.map((p) => p.evaluate(() => window.label)));
+  return Object.fromEntries(labels.map((l, i) => [l, states[i]]));
+}
+
+const diagnostics = [];
+
+test("closing the leader mid-stream: a follower leads; plain writes, writeMany and transactions apply exactly once", async (t) => {
   assert.equal(await role(pages.a), "leader");
+  pages.d = await openTab(browser, PAGE, "d");
+  assert.equal(await openIn(pages.d, "d"), "follower");
   // A job lock taken through the old leader; its worker numbers tokens from 1, as the next will.
   await pages.b.evaluate(async () => {
     window.staleGuard = await window.db.lock("before-failover", { holder: "b" });
   });
-  // The two followers stream rows in small chunks; the leader page closes while they do.
-  const streams = [pages.b, pages.c].map((page) => page.evaluate((rows) => window.stream(2, rows, 10), ROWS));
-  await Promise.all(
-    [pages.b, pages.c].map((page) => page.waitForFunction(() => window.progress?.acked.length >= 200, null, { timeout: 60_000 })),
-  );
-  const ackedBeforeClose = await Promise.all([pages.b, pages.c].map((page) => page.evaluate(() => window.progress.acked.length)));
+  const followers = [pages.b, pages.c, pages.d];
+  const running = streams(followers, null, 2);
+  await progressed(followers, 200);
   const closedAt = Date.now();
   await pages.a.close();
-  // Reported, never asserted: how long until a follower led.
-  while (!(await Promise.all([role(pages.b), role(pages.c)])).includes("leader")) {
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
+  delete pages.a;
+  const leader = await waitForLeader(followers);
   const takeoverMs = Date.now() - closedAt;
-  const states = await Promise.all(streams);
-  for (const s of states) {
-    assert.deepEqual(s.errors, []);
-    assert.equal(s.acked.length, ROWS);
-    assert.deepEqual(
-      [...s.acked].sort((x, y) => x - y),
-      Array.from({ length: ROWS }, (_, i) => i),
-    );
-  }
-  // The leader closed while the streams were still running.
-  assert.ok(ackedBeforeClose.every((n) => n < ROWS), `acked before close: ${ackedBeforeClose}`);
-  const roles = [await role(pages.b), await role(pages.c)].sort();
-  assert.deepEqual(roles, ["follower", "leader"]);
-  const leader = (await role(pages.b)) === "leader" ? pages.b : pages.c;
-  const follower = leader === pages.b ? pages.c : pages.b;
+  const settledAtTakeover = await Promise.all(followers.map((p) => p.evaluate(() => window.progress.settled)));
+  const states = await byLabel(followers, running);
+  assert.ok(settledAtTakeover.every((n) => n < STREAM), `the leader closed mid-stream: ${settledAtTakeover}`);
+  const rows = await checkPhase(leader, 2, states);
+  checked.push([2, states, {}]);
+  assert.equal(rows, STREAM + 3 * STREAM + STREAM);
   assert.deepEqual(await leader.evaluate(() => window.roles), ["leader"]);
-  assert.deepEqual(await follower.evaluate(() => window.roles), []);
-
-  const result = await follower.evaluate(async () => {
-    const db = window.db;
-    const [totals] = await db.query(
-      "SELECT count(*) AS count, count(DISTINCT tab || ':' || seq) AS distinct_rows FROM rows WHERE phase = 2",
-    );
-    const dups = await db.query("SELECT tab, seq, count(*) AS n FROM rows WHERE phase = 2 GROUP BY tab, seq HAVING n > 1");
-    const [phase1] = await db.query("SELECT count(*) AS count FROM rows WHERE phase = 1");
-    const metrics = await db.metrics();
-    const [integrity] = await db.query("PRAGMA integrity_check");
-    return { totals, dups, phase1: phase1.count, metricsOk: typeof metrics.committed === "number", integrity };
-  });
-  const acked = states.reduce((n, s) => n + s.acked.length, 0);
-  assert.equal(result.totals.count, acked, "the rows equal the acked writes");
-  assert.equal(result.totals.distinct_rows, acked, "every acked write is there exactly once");
-  assert.deepEqual(result.dups, []);
-  assert.equal(result.phase1, 15_000, "nothing acked by the old leader was lost");
-  assert.deepEqual(result.integrity, { integrity_check: "ok" }, "the file survived its worker's end mid-stream");
-  assert.ok(result.metricsOk);
+  for (const f of followers.filter((p) => p !== leader)) assert.deepEqual(await f.evaluate(() => window.roles), []);
+  // Nothing acked by the old leader was lost, and the file survived its worker's end mid-stream.
+  const [check] = await leader.evaluate(() => window.db.query("SELECT count(*) AS n FROM rows WHERE phase = 1"));
+  assert.equal(check.n, 15_000);
+  const [integrity] = await leader.evaluate(() => window.db.query("PRAGMA integrity_check"));
+  assert.deepEqual(integrity, { integrity_check: "ok" });
   // The stale guard releases nothing on the new leader, not even a lock that got its number: the
   // new worker numbers tokens from 1, and the old one had given out fewer than 5.
   await pages.c.evaluate(async () => {
@@ -227,40 +337,158 @@ test("closing the leader mid-stream: a follower leads, every write is acked exac
   });
   assert.deepEqual(stale, { released: false, holders: Array(5).fill("c") });
   assert.deepEqual(await pages.c.evaluate(() => Promise.all(window.freshGuards.map((g) => g.release()))), Array(5).fill(true));
-  const retried = states.map((s) => `${s.leaderChanged} LeaderChanged, ${s.retried} retried`).join("; ");
-  t.diagnostic(`failover: a follower led ${takeoverMs} ms after the close; acked before it ${ackedBeforeClose.join(" + ")}; ${retried}`);
+  const line = `page closed: a follower led ${takeoverMs} ms after the close; settled by then ${settledAtTakeover.join(" + ")}`;
+  diagnostics.push(line);
+  t.diagnostic(line);
 });
 
-test("after reloading every page the data is there", async () => {
-  await Promise.all([pages.b.reload(), pages.c.reload()]);
-  // Whichever page gets the lock first leads; the other follows.
-  const opened = await Promise.all([openIn(pages.b, "b"), openIn(pages.c, "c")]);
-  assert.deepEqual([...opened].sort(), ["follower", "leader"]);
-  pages.d = await openTab(browser, PAGE, "d");
-  assert.equal(await openIn(pages.d, "d"), "follower");
-  for (const page of [pages.b, pages.c, pages.d]) {
+test("crashing the leader mid-stream (CDP Page.crash): plain writes, writeMany and transactions apply exactly once", async (t) => {
+  const alive = [pages.b, pages.c, pages.d];
+  const leader = await leaderOf(alive);
+  pages.e = await openTab(browser, PAGE, "e");
+  assert.equal(await openIn(pages.e, "e"), "follower");
+  const followers = [...alive.filter((p) => p !== leader), pages.e];
+  const running = streams(followers, null, 3);
+  await progressed(followers, 200);
+  const crashedAt = Date.now();
+  await crash(leader);
+  for (const k of Object.keys(pages)) if (pages[k] === leader) delete pages[k];
+  const next = await waitForLeader(followers);
+  const takeoverMs = Date.now() - crashedAt;
+  const settledAtTakeover = await Promise.all(followers.map((p) => p.evaluate(() => window.progress.settled)));
+  const states = await byLabel(followers, running);
+  assert.ok(settledAtTakeover.every((n) => n < STREAM), `the leader crashed mid-stream: ${settledAtTakeover}`);
+  await checkPhase(next, 3, states);
+  checked.push([3, states, {}]);
+  const line = `page crashed: a follower led ${takeoverMs} ms after the crash; settled by then ${settledAtTakeover.join(" + ")}`;
+  diagnostics.push(line);
+  t.diagnostic(line);
+});
+
+test("three failovers in a row across four tabs (close, crash, close): every write applies exactly once", async (t) => {
+  pages.f = await openTab(browser, PAGE, "f");
+  assert.equal(await openIn(pages.f, "f"), "follower");
+  let alive = Object.values(pages);
+  assert.equal(alive.length, 4);
+  let leader = await leaderOf(alive);
+  const followers = alive.filter((p) => p !== leader);
+  const running = streams(followers, null, 4);
+  const labels = await Promise.all(followers.map((p) => p.evaluate(() => window.label)));
+  const cut = {};
+  const takeovers = [];
+  for (const kill of [(p) => p.close(), crash, (p) => p.close()]) {
+    const streaming = followers.filter((p) => alive.includes(p) && p !== leader);
+    await progressed(streaming, 150);
+    // A streaming tab that leads now and is killed: what it saw settle Ok must be there.
+    const i = followers.indexOf(leader);
+    if (i >= 0) cut[labels[i]] = await leader.evaluate(() => ({ shape: window.progress.shape, ok: [...window.progress.ok], settled: window.progress.settled }));
+    const at = Date.now();
+    await kill(leader);
+    alive = alive.filter((p) => p !== leader);
+    for (const k of Object.keys(pages)) if (pages[k] === leader) delete pages[k];
+    leader = await waitForLeader(alive);
+    takeovers.push(Date.now() - at);
+  }
+  assert.equal(alive.length, 1);
+  const last = alive[0];
+  const k = followers.indexOf(last);
+  const state = await running[k];
+  assert.ok(Object.values(cut).every((c) => c.settled < STREAM), "each killed streaming tab died mid-stream");
+  assert.ok(Object.keys(cut).length >= 1, "the streaming tabs took the lead in turn");
+  await checkPhase(last, 4, { [labels[k]]: state }, cut);
+  checked.push([4, { [labels[k]]: state }, cut]);
+  const line = `three failovers: new leaders ${takeovers.join(", ")} ms after each kill; tabs killed mid-stream after ${Object.values(cut).map((c) => c.settled).join(", ")} settled writes`;
+  diagnostics.push(line);
+  t.diagnostic(line);
+});
+
+test("the leader's worker failing hands the lead over: writes in flight settle once, no Worker error", async (t) => {
+  const [old] = Object.values(pages);
+  assert.equal(await role(old), "leader");
+  pages.g = await openTab(browser, PAGE, "g");
+  pages.h = await openTab(browser, PAGE, "h");
+  assert.equal(await openIn(pages.g, "g"), "follower");
+  assert.equal(await openIn(pages.h, "h"), "follower");
+  // The old leader streams its own writes, a follower forwards its own.
+  const writers = [old, pages.g];
+  const running = streams(writers, null, 5, ["write", "tx"]);
+  await progressed(writers, 200);
+  const worker = old.workers().find((w) => w.url().endsWith("/worker.js"));
+  assert.ok(worker, "the leader page runs the sqlweir worker");
+  // An uncaught error in the worker's global scope: the page sees the worker fail.
+  await worker.evaluate(() => setTimeout(() => {
+    throw new Error("injected worker failure");
+  }));
+  const states = await byLabel(writers, running);
+  const next = await leaderOf([pages.g, pages.h]);
+  assert.ok(next, "a follower leads now");
+  assert.equal(await role(old), "follower");
+  assert.equal((await old.evaluate(() => window.roles)).at(-1), "follower", "it was told it no longer leads");
+  await checkPhase(next, 5, states);
+  checked.push([5, states, {}]);
+  t.diagnostic(`worker failure: ${await next.evaluate(() => window.label)} leads after ${await old.evaluate(() => window.label)}'s worker failed`);
+});
+
+test("after reloading every page the data is there, and the markers of gone tabs are dropped", async (t) => {
+  const all = Object.values(pages);
+  const before = await all[0].evaluate(async () => (await window.db.query("SELECT count(*) AS n FROM _sqlweir_requests"))[0].n);
+  await Promise.all(all.map((p) => p.reload()));
+  const labels = Object.keys(pages);
+  const opened = await Promise.all(all.map((p, i) => openIn(p, labels[i])));
+  assert.deepEqual([...opened].sort(), ["follower", "follower", "leader"]);
+  for (const page of all) {
     const counts = await page.evaluate(async () =>
       window.db.query("SELECT phase, count(*) AS count, count(DISTINCT tab || ':' || seq) AS distinct_rows FROM rows GROUP BY phase ORDER BY phase"),
     );
-    assert.deepEqual(counts, [
-      { phase: 1, count: 15_000, distinct_rows: 15_000 },
-      { phase: 2, count: 2 * ROWS, distinct_rows: 2 * ROWS },
-    ]);
+    for (const c of counts) assert.equal(c.count, c.distinct_rows, `phase ${c.phase}: no row twice`);
+    assert.deepEqual(counts[0], { phase: 1, count: 15_000, distinct_rows: 15_000 });
+    assert.equal(counts[1].count, 5 * STREAM, "phase 2: every write of the three streams, once");
+    assert.equal(counts[2].count, 5 * STREAM, "phase 3: every write of the three streams, once");
   }
-  const closed = await pages.d.evaluate(async () => {
+  const leader = await leaderOf(all);
+  // Every write that settled Ok, in every phase, is there exactly once.
+  for (const [phase, states, cut] of checked) await checkPhase(leader, phase, states, cut);
+  assert.deepEqual(checked.map(([phase]) => phase), [2, 3, 4, 5]);
+  for (const phase of [2, 3]) {
+    const rows = await leader.evaluate(async (phase) => {
+      const perTab = await window.db.query("SELECT tab, count(*) AS n FROM rows WHERE phase = ? GROUP BY tab", [phase]);
+      const counters = await window.db.query("SELECT k, n FROM counters WHERE k LIKE ?", [`%:${phase}`]);
+      return { perTab: perTab.map((r) => r.n).sort((x, y) => x - y), counters: counters.map((c) => c.n) };
+    }, phase);
+    assert.deepEqual(rows, { perTab: [STREAM, STREAM, 3 * STREAM], counters: [STREAM] });
+  }
+  // Every tab that wrote is gone (a reload is a new tab): the new leader drops their markers with
+  // the next batch.
+  const deadline = Date.now() + 60_000;
+  let after;
+  for (let i = 0; ; i++) {
+    after = await leader.evaluate(async (i) => {
+      await window.db.write("INSERT INTO uniq(k) VALUES (?)", [`sweep ${i}`]);
+      return (await window.db.query("SELECT count(*) AS n FROM _sqlweir_requests"))[0].n;
+    }, i);
+    if (after <= 1 || Date.now() > deadline) break;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  assert.ok(after <= 1, `markers left of gone tabs: ${after}`);
+  assert.ok(before <= 200, `the marker table stayed small through the streams: ${before} rows`);
+  const line = `request markers: ${before} rows after the streams (about the writes then unanswered), ${after} after the gone tabs' were dropped`;
+  diagnostics.push(line);
+  t.diagnostic(line);
+
+  const follower = all.find((p) => p !== leader);
+  const closed = await follower.evaluate(async () => {
     await window.db.close();
     return (await window.db.query("SELECT 1").catch((e) => e)).code;
   });
   assert.equal(closed, "Closed");
   // A follower's close, and then the leader's own close, leave the database open for the others.
-  const leader = (await role(pages.b)) === "leader" ? pages.b : pages.c;
-  const follower = leader === pages.b ? pages.c : pages.b;
   await leader.evaluate(() => window.db.close());
-  const still = await follower.evaluate(async () => {
+  const other = all.find((p) => p !== leader && p !== follower);
+  const still = await other.evaluate(async () => {
     const receipt = await window.db.write("INSERT INTO uniq(k) VALUES (?)", ["after the leader closed its handle"]);
-    const [{ count }] = await window.db.query("SELECT count(*) AS count FROM uniq");
-    return { changes: receipt.changes, count };
+    const [{ n }] = await window.db.query("SELECT count(*) AS n FROM uniq WHERE k = 'after the leader closed its handle'");
+    return { changes: receipt.changes, n };
   });
-  assert.deepEqual(still, { changes: 1, count: 4 });
+  assert.deepEqual(still, { changes: 1, n: 1 });
   assert.deepEqual(browser.pageErrors, []);
 });

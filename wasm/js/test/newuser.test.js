@@ -49,13 +49,14 @@ test("an unknown option of open rejects with InvalidInput naming it, before any 
     const far = await settle(open("typo.db", { colour: "blue" }));
     const notObject = await settle(open("typo.db", "wal"));
     const badLogger = await settle(open("typo.db", { logger: "console" }));
+    const badIds = await settle(open("typo.db", { requestIds: "yes" }));
     let instance = false;
     try {
       await open("typo.db", { migration: migrations });
     } catch (e) {
       instance = e instanceof SqlweirError;
     }
-    return { typo, nested, far, notObject, badLogger, instance };
+    return { typo, nested, far, notObject, badLogger, badIds, instance };
   }, ITEMS);
   assert.deepEqual(r.typo, {
     ok: false,
@@ -68,10 +69,11 @@ test("an unknown option of open rejects with InvalidInput naming it, before any 
   assert.equal(r.nested.code, "InvalidInput");
   assert.equal(r.nested.message, "invalid input: unknown option 'retry.maxAttempt'; did you mean 'retry.maxAttempts'?");
   assert.equal(r.far.code, "InvalidInput");
-  assert.match(r.far.message, /^invalid input: unknown option 'colour'; the options are migrations, queueCapacity, .*logger$/);
+  assert.match(r.far.message, /^invalid input: unknown option 'colour'; the options are migrations, queueCapacity, .*logger, requestIds$/);
   assert.equal(r.notObject.code, "InvalidInput");
   assert.equal(r.badLogger.code, "InvalidInput");
   assert.match(r.badLogger.message, /logger must be an object/);
+  assert.deepEqual([r.badIds.code, r.badIds.message], ["InvalidInput", "invalid input: requestIds must be true or false"]);
   // Refused in the page: no worker was started for any of them.
   assert.equal(browser.page.workers().length, 0);
 
