@@ -1,7 +1,6 @@
 //! Batches: how many writes go into one transaction, and how a batch is applied with salvage.
 
 use std::borrow::Borrow;
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -319,8 +318,9 @@ pub fn apply_numbered<B: Backend + ?Sized, W: Borrow<Write>>(
     }
     offsets.push(total);
     let marked = writes.iter().any(|w| w.borrow().request.is_some());
-    // (write index, row index) of rows rejected so far; grows on each replay, so replays end.
-    let mut rejected: BTreeSet<(usize, usize)> = BTreeSet::new();
+    // The rows rejected so far, by flat index (`offsets[w] + r`); more on each replay, so
+    // replays end.
+    let mut rejected = vec![false; total];
     let mut errors: Vec<((usize, usize), WriteError)> = Vec::new();
     let mut replays = 0;
     loop {
@@ -434,7 +434,7 @@ fn run_writes<B: Backend + ?Sized, W: Borrow<Write>>(
     writes: &[W],
     offsets: &[usize],
     skip: &[bool],
-    rejected: &mut BTreeSet<(usize, usize)>,
+    rejected: &mut [bool],
     errors: &mut Vec<((usize, usize), WriteError)>,
     applied: &mut [Option<Applied>],
 ) -> Result<(), Ended<Replay>> {
@@ -466,7 +466,7 @@ fn run_writes<B: Backend + ?Sized, W: Borrow<Write>>(
                 Rows::Many(rows) => rows,
             };
             for (r, params) in rows.iter().enumerate() {
-                if !rejected.contains(&(w, r)) {
+                if !rejected[offsets[w] + r] {
                     places.push((w, r));
                     slices.push(params);
                 }
@@ -486,7 +486,7 @@ fn run_writes<B: Backend + ?Sized, W: Borrow<Write>>(
                     true
                 }
                 Err(e) if e.class == ErrorClass::Rejected => {
-                    rejected.insert((w, r));
+                    rejected[offsets[w] + r] = true;
                     errors.push(((w, r), WriteError::Backend(e)));
                     if kept {
                         true

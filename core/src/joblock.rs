@@ -5,7 +5,7 @@
 //! every machine writing to that database obeys (see [`Lease`]). The host supplies wall-clock
 //! milliseconds, does the I/O and any waiting.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 
 use serde::Serialize;
 
@@ -66,8 +66,8 @@ struct Held {
 /// The table of job locks.
 #[derive(Debug, Default)]
 pub struct JobLocks {
-    held: BTreeMap<String, Held>,
-    history: BTreeMap<String, VecDeque<JobRun>>,
+    held: HashMap<String, Held>,
+    history: HashMap<String, VecDeque<JobRun>>,
     next_id: u64,
 }
 

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use js_sys::{Array, Function, Promise};
-use serde::Serialize;
 use sqlweir_core::{
     HealthStatus, JobOutcome, RequestId, Value, Write, WriteError, insert_sql, quote_identifier, upsert_sql,
 };
@@ -18,8 +17,8 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use crate::convert::{
-    acked_to_js, error_to_js, many_rows_from_js, names_from_js, params_from_js, row_from_js, rows_from_js, rows_to_js,
-    statements_from_js, value_from_js, value_to_js,
+    acked_to_js, error_to_js, many_rows_from_js, names_from_js, object, params_from_js, row_from_js, rows_from_js,
+    rows_to_js, statements_from_js, value_from_js, value_to_js,
 };
 use crate::error::{Coded, OpenError, QueryError};
 use crate::options::Options;
@@ -95,11 +94,7 @@ impl Database {
     /// Installs the OPFS pool, opens `name`, runs `options.migrations`; rejects with an `Error`
     /// whose `code` says why (`InvalidInput`, `Storage`, `InUse`, `Migration`, `Io`, ...).
     pub async fn open(name: String, options: JsValue) -> Result<Database, JsValue> {
-        let options: Options = if options.is_undefined() || options.is_null() {
-            Options::default()
-        } else {
-            serde_wasm_bindgen::from_value(options).map_err(|e| js(&OpenError::Options { message: e.to_string() }))?
-        };
+        let options = Options::from_js(&options).map_err(|e| js(&e))?;
         let store = Store::open(&name, options).await.map_err(|e| js(&e))?;
         Ok(Database { store })
     }
@@ -349,29 +344,30 @@ impl Database {
     pub fn metrics(&self) -> Result<JsValue, JsValue> {
         let m = self.store.metrics();
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-        let out = JsMetrics {
-            queue_depth: m.queue_depth,
-            queue_capacity: m.queue_capacity,
-            accepted: m.accepted,
-            committed: m.committed,
-            rejected: m.rejected,
-            failed: m.failed,
-            retries: m.retries,
-            replays: m.replays,
-            batches: m.batches,
-            mean_batch_size: m.mean_batch_size,
-            batch_limit: m.batch_limit,
-            commit_p50_ms: ms(m.commit_p50),
-            commit_p99_ms: ms(m.commit_p99),
-            ack_p50_ms: ms(m.ack_p50),
-            ack_p99_ms: ms(m.ack_p99),
-            breaker: m.breaker,
-            breaker_opened: m.breaker_opened,
-            last_error: m.last_error,
-            journal_mode: m.journal_mode,
-            engine: m.engine,
-        };
-        to_js(&out)
+        let n = |x: f64| JsValue::from_f64(x);
+        let text = |t: Option<String>| t.map_or(JsValue::NULL, |t| JsValue::from_str(&t));
+        Ok(object(&[
+            ("queueDepth", n(m.queue_depth as f64)),
+            ("queueCapacity", n(m.queue_capacity as f64)),
+            ("accepted", n(m.accepted as f64)),
+            ("committed", n(m.committed as f64)),
+            ("rejected", n(m.rejected as f64)),
+            ("failed", n(m.failed as f64)),
+            ("retries", n(m.retries as f64)),
+            ("replays", n(m.replays as f64)),
+            ("batches", n(m.batches as f64)),
+            ("meanBatchSize", n(m.mean_batch_size)),
+            ("batchLimit", n(m.batch_limit as f64)),
+            ("commitP50Ms", n(ms(m.commit_p50))),
+            ("commitP99Ms", n(ms(m.commit_p99))),
+            ("ackP50Ms", n(ms(m.ack_p50))),
+            ("ackP99Ms", n(ms(m.ack_p99))),
+            ("breaker", JsValue::from_str(m.breaker)),
+            ("breakerOpened", n(m.breaker_opened as f64)),
+            ("lastError", text(m.last_error)),
+            ("journalMode", JsValue::from_str(&m.journal_mode)),
+            ("engine", JsValue::from_str(&m.engine)),
+        ]))
     }
 
     /// `{ status: "ok" | "degraded" | "failing", reason }`.
@@ -382,7 +378,8 @@ impl Database {
             HealthStatus::Degraded => "degraded",
             HealthStatus::Failing => "failing",
         };
-        to_js(&JsHealth { status, reason: h.reason })
+        let reason = h.reason.map_or(JsValue::NULL, |r| JsValue::from_str(&r));
+        Ok(object(&[("status", JsValue::from_str(status)), ("reason", reason)]))
     }
 
     /// Takes the job lock `name`; resolves with a token for `unlock`, or rejects with code
@@ -423,22 +420,25 @@ impl Database {
     #[wasm_bindgen(js_name = jobStatus)]
     pub fn job_status(&self, name: &str) -> Result<JsValue, JsValue> {
         let (held, runs) = self.store.job_status(name);
-        let out = JsJobStatus {
-            holder: held.map(|h| JsHolder { holder: h.holder, since_ms: h.since_ms }),
-            runs: runs
-                .into_iter()
-                .map(|r| JsRun {
-                    holder: r.holder,
-                    started_ms: r.started_ms,
-                    duration_ms: r.duration_ms,
-                    failure: match r.outcome {
-                        JobOutcome::Succeeded => None,
-                        JobOutcome::Failed(why) => Some(why),
-                    },
-                })
-                .collect(),
-        };
-        to_js(&out)
+        let n = |x: u64| JsValue::from_f64(x as f64);
+        let holder = held
+            .map_or(JsValue::NULL, |h| object(&[("holder", JsValue::from_str(&h.holder)), ("sinceMs", n(h.since_ms))]));
+        let runs: Array = runs
+            .into_iter()
+            .map(|r| {
+                let failure = match r.outcome {
+                    JobOutcome::Succeeded => JsValue::NULL,
+                    JobOutcome::Failed(why) => JsValue::from_str(&why),
+                };
+                object(&[
+                    ("holder", JsValue::from_str(&r.holder)),
+                    ("startedMs", n(r.started_ms)),
+                    ("durationMs", n(r.duration_ms)),
+                    ("failure", failure),
+                ])
+            })
+            .collect();
+        Ok(object(&[("holder", holder), ("runs", runs.into())]))
     }
 }
 
@@ -562,62 +562,4 @@ fn push_settled(out: &Array, s: &Settled) {
             out.push(&error_to_js(e, true));
         }
     }
-}
-
-fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsValue> {
-    value.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).map_err(Into::into)
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct JsMetrics {
-    queue_depth: usize,
-    queue_capacity: usize,
-    accepted: u64,
-    committed: u64,
-    rejected: u64,
-    failed: u64,
-    retries: u64,
-    replays: u64,
-    batches: u64,
-    mean_batch_size: f64,
-    batch_limit: usize,
-    commit_p50_ms: f64,
-    commit_p99_ms: f64,
-    ack_p50_ms: f64,
-    ack_p99_ms: f64,
-    breaker: &'static str,
-    breaker_opened: u64,
-    last_error: Option<String>,
-    journal_mode: String,
-    engine: String,
-}
-
-#[derive(Serialize)]
-struct JsHealth {
-    status: &'static str,
-    reason: Option<String>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct JsHolder {
-    holder: String,
-    since_ms: u64,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct JsRun {
-    holder: String,
-    started_ms: u64,
-    duration_ms: u64,
-    failure: Option<String>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct JsJobStatus {
-    holder: Option<JsHolder>,
-    runs: Vec<JsRun>,
 }

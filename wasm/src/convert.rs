@@ -264,7 +264,7 @@ pub(crate) fn error_to_js(e: &dyn Coded, plain: bool) -> JsValue {
     target.into()
 }
 
-fn object(fields: &[(&str, JsValue)]) -> JsValue {
+pub(crate) fn object(fields: &[(&str, JsValue)]) -> JsValue {
     let obj = Object::new();
     for (k, v) in fields {
         // Setting data properties on a fresh object cannot fail.

@@ -1,7 +1,6 @@
 //! The OPFS sync-access-handle pool VFS: installed once per worker, shared by its databases.
 
 use std::cell::RefCell;
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use sqlite_wasm_rs::WasmOsCallback;
@@ -27,7 +26,8 @@ const HANDOVER_ATTEMPTS: u32 = 40;
 thread_local! {
     // The worker is single-threaded: the pool and the set of open names live with it.
     static POOL: RefCell<Option<(String, OpfsSAHPoolUtil)>> = const { RefCell::new(None) };
-    static OPEN: RefCell<BTreeSet<String>> = const { RefCell::new(BTreeSet::new()) };
+    // A list, not a set: a page opens a handful of databases (and a set's code costs bytes).
+    static OPEN: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Installs the pool in `directory` (or reuses it) with room for one more database.
@@ -90,11 +90,16 @@ fn storage(e: &OpfsSAHError) -> OpenError {
 /// the pool VFS does not coordinate locks between connections.
 pub(crate) fn claim(name: &str) -> Result<(), OpenError> {
     OPEN.with(|o| {
-        if o.borrow_mut().insert(name.to_owned()) { Ok(()) } else { Err(OpenError::InUse { name: name.to_owned() }) }
+        let mut open = o.borrow_mut();
+        if open.iter().any(|n| n == name) {
+            return Err(OpenError::InUse { name: name.to_owned() });
+        }
+        open.push(name.to_owned());
+        Ok(())
     })
 }
 
 /// Marks `name` closed.
 pub(crate) fn release(name: &str) {
-    OPEN.with(|o| o.borrow_mut().remove(name));
+    OPEN.with(|o| o.borrow_mut().retain(|n| n != name));
 }

@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
+use js_sys::{Array, Object, Reflect};
 use sqlweir_core::{RetryPolicy, WriterConfig};
+use wasm_bindgen::{JsCast, JsValue};
 
 use crate::error::OpenError;
 
@@ -24,8 +25,7 @@ pub use sqlweir_core::Backpressure;
 /// | [`Journal::Delete`] | the journal and the database are flushed at every commit, the journal header once less than under `Full` | every commit is flushed, journal header included |
 ///
 /// With `Full` a batch costs one flush, not one per write: group commit is what keeps it fast.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Synchronous {
     /// `PRAGMA synchronous=NORMAL` (default).
     #[default]
@@ -39,8 +39,7 @@ pub enum Synchronous {
 /// The OPFS pool VFS has no shared memory, so every connection runs in exclusive locking mode
 /// from its first statement and SQLite keeps the WAL index in the worker's heap; the VFS gives
 /// one connection per file anyway, and the worker is its only user.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Journal {
     /// `PRAGMA journal_mode=WAL` (default): a commit appends to the `-wal` file, checkpoints
     /// (every 1000 pages of 8 KiB, and at close) copy it into the database. As the native default.
@@ -52,8 +51,7 @@ pub enum Journal {
 }
 
 /// Retry of batches that hit lock contention (see the core's `RetryPolicy`).
-#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RetryOptions {
     /// First backoff ceiling, ms.
     pub base_ms: f64,
@@ -63,6 +61,26 @@ pub struct RetryOptions {
     pub max_attempts: u32,
     /// Total waiting allowed for one batch, ms.
     pub budget_ms: f64,
+}
+
+impl RetryOptions {
+    fn from_js(value: &JsValue) -> Result<RetryOptions, OpenError> {
+        let mut r = RetryOptions::default();
+        let Some(fields) = object_of(value, "retry")? else { return Ok(r) };
+        for (key, v) in fields {
+            match key.as_str() {
+                "baseMs" => r.base_ms = number(&v, "retry.baseMs")?,
+                "capMs" => r.cap_ms = number(&v, "retry.capMs")?,
+                "maxAttempts" => {
+                    r.max_attempts = u32::try_from(whole(&v, "retry.maxAttempts")?)
+                        .map_err(|_| bad("retry.maxAttempts is too large".to_owned()))?;
+                }
+                "budgetMs" => r.budget_ms = number(&v, "retry.budgetMs")?,
+                other => return Err(bad(format!("unknown option \"retry.{other}\""))),
+            }
+        }
+        Ok(r)
+    }
 }
 
 impl Default for RetryOptions {
@@ -78,8 +96,7 @@ impl Default for RetryOptions {
 }
 
 /// How to open a store.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Options {
     /// Schema steps in order; progress is kept in `PRAGMA user_version`, each step in its own
     /// transaction, all run before the first write is accepted.
@@ -129,6 +146,53 @@ impl Default for Options {
 }
 
 impl Options {
+    /// The options as JavaScript passes them: an object with camelCase keys (absent, `undefined`
+    /// or `null` ones keep their defaults), or `undefined`/`null` for all defaults. An unknown
+    /// key or a value of the wrong type is an [`OpenError::Options`] naming it.
+    pub fn from_js(value: &JsValue) -> Result<Options, OpenError> {
+        let mut o = Options::default();
+        let Some(fields) = object_of(value, "the options")? else { return Ok(o) };
+        for (key, v) in fields {
+            match key.as_str() {
+                "migrations" => o.migrations = strings(&v, "migrations")?,
+                "queueCapacity" => o.queue_capacity = whole(&v, "queueCapacity")?,
+                "backpressure" => {
+                    o.backpressure = match text(&v, "backpressure")?.as_str() {
+                        "wait" => Backpressure::Wait,
+                        "fail" => Backpressure::Fail,
+                        other => return Err(bad(format!("backpressure must be \"wait\" or \"fail\", got {other:?}"))),
+                    }
+                }
+                "batchRows" => o.batch_rows = whole(&v, "batchRows")?,
+                "batchRowsCeiling" => o.batch_rows_ceiling = whole(&v, "batchRowsCeiling")?,
+                "lingerMs" => o.linger_ms = number(&v, "lingerMs")?,
+                "synchronous" => {
+                    o.synchronous = match text(&v, "synchronous")?.as_str() {
+                        "normal" => Synchronous::Normal,
+                        "full" => Synchronous::Full,
+                        other => return Err(bad(format!("synchronous must be \"normal\" or \"full\", got {other:?}"))),
+                    }
+                }
+                "journal" => {
+                    o.journal = match text(&v, "journal")?.as_str() {
+                        "wal" => Journal::Wal,
+                        "delete" => Journal::Delete,
+                        other => return Err(bad(format!("journal must be \"wal\" or \"delete\", got {other:?}"))),
+                    }
+                }
+                "retry" => o.retry = RetryOptions::from_js(&v)?,
+                "breakerThreshold" => {
+                    o.breaker_threshold = u32::try_from(whole(&v, "breakerThreshold")?)
+                        .map_err(|_| bad("breakerThreshold is too large".to_owned()))?;
+                }
+                "breakerCooldownMs" => o.breaker_cooldown_ms = number(&v, "breakerCooldownMs")?,
+                "directory" => o.directory = text(&v, "directory")?,
+                other => return Err(bad(format!("unknown option {other:?}"))),
+            }
+        }
+        Ok(o)
+    }
+
     /// Sets the migrations.
     pub fn migrations<S: AsRef<str>>(mut self, migrations: &[S]) -> Self {
         self.migrations = migrations.iter().map(|m| m.as_ref().to_owned()).collect();
@@ -167,4 +231,52 @@ fn millis(d: Duration) -> f64 {
 fn duration(name: &str, ms: f64) -> Result<Duration, OpenError> {
     Duration::try_from_secs_f64(ms / 1000.0)
         .map_err(|_| OpenError::Options { message: format!("{name} must be a finite number of ms >= 0, got {ms}") })
+}
+
+fn bad(message: String) -> OpenError {
+    OpenError::Options { message }
+}
+
+/// The own keys of `value` with their values, skipping `undefined` and `null` ones; `None` when
+/// `value` itself is `undefined` or `null`.
+fn object_of(value: &JsValue, what: &str) -> Result<Option<Vec<(String, JsValue)>>, OpenError> {
+    if value.is_undefined() || value.is_null() {
+        return Ok(None);
+    }
+    let Some(object) = value.dyn_ref::<Object>().filter(|_| !Array::is_array(value)) else {
+        return Err(bad(format!("{what} must be an object")));
+    };
+    let mut fields = Vec::new();
+    for key in Object::keys(object).iter() {
+        let v = Reflect::get(object, &key).unwrap_or(JsValue::UNDEFINED);
+        if v.is_undefined() || v.is_null() {
+            continue;
+        }
+        fields.push((key.as_string().unwrap_or_default(), v));
+    }
+    Ok(Some(fields))
+}
+
+fn number(v: &JsValue, name: &str) -> Result<f64, OpenError> {
+    v.as_f64().ok_or_else(|| bad(format!("{name} must be a number")))
+}
+
+fn whole(v: &JsValue, name: &str) -> Result<usize, OpenError> {
+    match v.as_f64() {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // checked: a whole number in range
+        Some(n) if n.fract() == 0.0 && (0.0..=9_007_199_254_740_991.0).contains(&n) => Ok(n as usize),
+        _ => Err(bad(format!("{name} must be a whole number >= 0"))),
+    }
+}
+
+fn text(v: &JsValue, name: &str) -> Result<String, OpenError> {
+    v.as_string().ok_or_else(|| bad(format!("{name} must be a string")))
+}
+
+fn strings(v: &JsValue, name: &str) -> Result<Vec<String>, OpenError> {
+    let Some(list) = v.dyn_ref::<Array>() else { return Err(bad(format!("{name} must be an array of strings"))) };
+    list.iter()
+        .enumerate()
+        .map(|(i, s)| s.as_string().ok_or_else(|| bad(format!("{name}[{i}] must be a string"))))
+        .collect()
 }

@@ -8,7 +8,7 @@
 //! state is never borrowed across an `.await`, and never while calling out to JavaScript.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -175,7 +175,7 @@ struct Inner {
     backend: Option<SqliteBackend>,
     pipeline: Pipeline<Ticket, Statements>,
     locks: JobLocks,
-    tokens: BTreeMap<u32, JobToken>,
+    tokens: HashMap<u32, JobToken>,
     next_token: u32,
     /// Wakes the parked writer task.
     wake: Option<oneshot::Sender<()>>,
@@ -231,7 +231,7 @@ impl Store {
             backend: Some(backend),
             pipeline: Pipeline::new(options.queue_capacity, options.backpressure, config, seed),
             locks: JobLocks::new(),
-            tokens: BTreeMap::new(),
+            tokens: HashMap::new(),
             next_token: 0,
             wake: None,
             listener: None,

@@ -90,6 +90,62 @@ test("an unknown option of open rejects with InvalidInput naming it, before any 
   assert.equal(browser.page.workers().length, 1);
 });
 
+test("an option of the wrong type rejects with InvalidInput naming it; every option given is taken", async () => {
+  // The worker reads the options (wasm/src/options.rs): each bad value is refused with its name,
+  // and the database opens afterwards with every option set.
+  const r = await browser.page.evaluate(async (migrations) => {
+    const { open } = await import("sqlweir");
+    const bad = {};
+    for (const [key, value] of [
+      ["batchRows", "ten"],
+      ["queueCapacity", -1],
+      ["lingerMs", "5"],
+      ["journal", "memory"],
+      ["synchronous", "off"],
+      ["backpressure", "drop"],
+      ["migrations", ["CREATE TABLE t(x)", 7]],
+      ["retry", { maxAttempts: 1.5 }],
+      ["directory", 3],
+    ]) {
+      bad[key] = await settle(open("types.db", { [key]: value }));
+    }
+    const options = {
+      migrations,
+      queueCapacity: 500,
+      backpressure: "fail",
+      batchRows: 7,
+      batchRowsCeiling: 70,
+      lingerMs: 1,
+      synchronous: "full",
+      journal: "delete",
+      retry: { baseMs: 1, capMs: 2, maxAttempts: 3, budgetMs: 100 },
+      breakerThreshold: 9,
+      breakerCooldownMs: 50,
+      lingerUndefined: undefined,
+    };
+    delete options.lingerUndefined;
+    const db = await open("types.db", { ...options, directory: undefined });
+    const m = await db.metrics();
+    await db.close();
+    return { bad, taken: { queueCapacity: m.queueCapacity, batchLimit: m.batchLimit, journalMode: m.journalMode } };
+  }, ITEMS);
+  const expected = {
+    batchRows: "batchRows must be a whole number >= 0",
+    queueCapacity: "queueCapacity must be a whole number >= 0",
+    lingerMs: "lingerMs must be a number",
+    journal: 'journal must be "wal" or "delete", got "memory"',
+    synchronous: 'synchronous must be "normal" or "full", got "off"',
+    backpressure: 'backpressure must be "wait" or "fail", got "drop"',
+    migrations: "migrations[1] must be a string",
+    retry: "retry.maxAttempts must be a whole number >= 0",
+    directory: "directory must be a string",
+  };
+  for (const [key, message] of Object.entries(expected)) {
+    assert.deepEqual([r.bad[key].ok, r.bad[key].code, r.bad[key].message], [false, "InvalidInput", `invalid options: ${message}`], key);
+  }
+  assert.deepEqual(r.taken, { queueCapacity: 500, batchLimit: 7, journalMode: "delete" });
+});
+
 test("the build's SQLite: what the README lists as in (JSON, math, dates, windows, STRICT...) and out (FTS, R*Tree, dbstat...)", async (t) => {
   // The browser build leaves extensions out to keep the download small (.cargo/config.toml);
   // the README lists what is in. Each probe runs one statement and keeps its answer or error.

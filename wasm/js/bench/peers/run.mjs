@@ -15,7 +15,7 @@
 // --smoke: tiny counts; fails if any store's case did not run or its row count is off; ratios
 // mean nothing. Every case's rows are counted in either mode.
 
-import { cp, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -23,6 +23,7 @@ import { build } from "vite";
 import sqlocalVite from "sqlocal/vite";
 import { chromium } from "playwright-core";
 import { closeChromium, launchChromium } from "../../test/chromium.js";
+import { stageSqlweir } from "./stage.mjs";
 import { serve } from "../../test/server.js";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -56,47 +57,6 @@ function parseArgs(argv) {
   if (a.smoke) Object.assign(a, { rows: { call: 40, batch: 200, one: 200, read: 40 }, warmUpMs: 0, rounds: 1, caseTimeoutS: 60 });
   a.out ??= join(REPO, "target/bench", a.smoke ? "browser-peers-smoke.json" : "browser-peers.json");
   return a;
-}
-
-/**
- * The sqlweir package as npm would publish it: package.json and what its `files` lists, every
- * module at the package root, and any module those import (relative imports and
- * `new URL("./...", import.meta.url)`, followed file to file) that `files` missed, with a warning:
- * the package's modules are being split up, and the bench should measure the tree as it is.
- */
-async function stageSqlweir(dir) {
-  const manifest = JSON.parse(await readFile(join(PACKAGE, "package.json"), "utf8"));
-  await mkdir(dir, { recursive: true });
-  await cp(join(PACKAGE, "package.json"), join(dir, "package.json"));
-  const roots = (await readdir(PACKAGE)).filter((f) => f.endsWith(".js"));
-  for (const f of new Set([...manifest.files, ...roots])) {
-    try {
-      await cp(join(PACKAGE, f), join(dir, f), { recursive: true });
-    } catch (e) {
-      if (e.code !== "ENOENT") throw e;
-      if (f.startsWith("pkg/")) throw new Error(`wasm/js/${f} is missing: build the package first (scripts/build-wasm)`);
-    }
-  }
-  const seen = new Set();
-  const follow = async (file) => {
-    if (seen.has(file)) return;
-    seen.add(file);
-    const code = await readFile(join(dir, file), "utf8");
-    const specifiers = code.matchAll(/(?:\bfrom\s*|\bimport\s*\(\s*|\bimport\s+|new URL\(\s*)["'](\.{1,2}\/[^"']+)["']/g);
-    for (const [, spec] of specifiers) {
-      const target = join(dirname(file), spec);
-      if (!target.endsWith(".js") || target.startsWith("..")) continue;
-      try {
-        await readFile(join(dir, target));
-      } catch {
-        console.warn(`warning: wasm/js/${file} imports ${spec}, which package.json "files" leaves out; staged anyway`);
-        await mkdir(dirname(join(dir, target)), { recursive: true });
-        await cp(join(PACKAGE, target), join(dir, target));
-      }
-      await follow(target);
-    }
-  };
-  for (const f of roots) await follow(f);
 }
 
 async function buildPage(work) {
