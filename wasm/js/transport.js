@@ -14,21 +14,19 @@ class Connection {
     this.broken = null;
     // Told first when the worker fails (the hub hands leadership over), before any waiter.
     this.onFail = new Set();
-    // Written inline on purpose: bundlers (webpack 5, Vite, Parcel) recognise exactly
-    // `new Worker(new URL("...", import.meta.url), { type: "module" })` and bundle the worker;
-    // without a bundler it resolves next to this file. README.md, "Bundlers".
-    this.worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module", name: "sqlweir" });
+    if (!build) throw new Error("sqlweir: no build chosen: open must come from the package's entry, sqlweir or sqlweir/full");
+    this.worker = build.worker();
     this.worker.onmessage = (event) => this.receive(event.data);
     this.worker.onerror = (event) => {
       event.preventDefault?.();
-      this.fail(`the sqlweir worker failed: ${event.message || "it could not be loaded"}; check that worker.js and pkg/ are served next to index.js`);
+      this.fail(`the sqlweir worker failed: ${event.message || "it could not be loaded"}; check that ${build.files} are served next to the package's modules`);
     };
     this.worker.onmessageerror = () => this.fail("a message from the sqlweir worker could not be read");
     // Startup (README.md, "Startup"): SQLite's wasm downloads and compiles here while the worker's
     // scripts load, and goes to the worker as a module (null if it could not: the worker then
     // fetches it); and the origin's OPFS, whose first use in a profile is slow, is set up
     // meanwhile. Both resolve relative to this file, as the worker does.
-    const wasm = new URL("./pkg/sqlweir_wasm_bg.wasm", import.meta.url);
+    const wasm = build.wasm();
     (WebAssembly.compileStreaming ? WebAssembly.compileStreaming(fetch(wasm)) : Promise.reject(new Error("no compileStreaming")))
       .then((module) => module, () => null)
       .then((module) => this.worker.postMessage({ op: "wasm", module }));
@@ -117,6 +115,18 @@ class Connection {
 }
 
 let shared = null;
+let build = null;
+
+/**
+ * Chooses the build the page's worker runs, before the first `open`: `worker()` starts its
+ * worker, `wasm()` is its wasm's URL, `files` names them for error messages. Called by the
+ * package's entries, index.js (the default build) and full.js (sqlweir/full), which hold the
+ * `new Worker(new URL(...))` and `new URL(...)` lines bundlers look for, so that an app bundles
+ * only the build it imports.
+ */
+export function useBuild(chosen) {
+  build = chosen;
+}
 
 /**
  * The page's one worker connection, started on first use and again after one failed. `log`

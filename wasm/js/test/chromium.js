@@ -50,9 +50,21 @@ export async function closeChromium(context, profile) {
 }
 
 /**
+ * The package's root under `mounts` (a directory or mounts, as `serve` takes them), with the build
+ * the tests run: `SQLWEIR_BUILD=full` (sqlweir/full, scripts/build-wasm --full) serves full.js as
+ * /index.js, so every `import ... from "sqlweir"` of the test page gets the full build.
+ */
+function withBuild(mounts) {
+  if (process.env.SQLWEIR_BUILD !== "full") return mounts;
+  const all = typeof mounts === "string" ? { "/": mounts } : { ...mounts };
+  return { ...all, "/index.js": join(all["/"], "full.js") };
+}
+
+/**
  * The setup every browser test file shares, as node:test hooks registered by this call. Before
  * the file's tests: serves `root` on 127.0.0.1:`port` (what `serve` takes, the package's
- * directory by default; or a function, awaited then, that returns it), launches Chromium on a
+ * directory by default; or a function, awaited then, that returns it; see `withBuild` for
+ * SQLWEIR_BUILD), launches Chromium on a
  * fresh profile (`launch`: more launch options), takes its first tab as `page`, collects that
  * tab's uncaught errors in `pageErrors`, opens `url` in it if given, and awaits `setup(session)`.
  * With `tabs` (labels), opens `url` instead in one tab per label (`session.tabs[label]`, see
@@ -67,7 +79,7 @@ export async function closeChromium(context, profile) {
 export function chromiumHooks(chromium, { port, root = PACKAGE, url, tabs, launch, setup, beforeClose } = {}) {
   const session = { server: null, context: null, profile: null, page: null, pageErrors: [], tabs: {} };
   before(async () => {
-    session.server = await serve(typeof root === "function" ? await root() : root, port);
+    session.server = await serve(withBuild(typeof root === "function" ? await root() : root), port);
     ({ context: session.context, profile: session.profile } = await launchChromium(chromium, launch));
     session.page = session.context.pages()[0] ?? (await session.context.newPage());
     session.page.on("pageerror", (e) => session.pageErrors.push(e));

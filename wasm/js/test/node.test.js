@@ -17,7 +17,7 @@ const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 const REPO = dirname(dirname(ROOT));
 
 /**
- * The package's own modules that `index.js` and `worker.js` reach by static imports (the
+ * The package's own modules that `index.js`, `full.js` and `worker.js` reach by static imports (the
  * wasm-bindgen glue in pkg/ aside), each with the modules it imports: name -> [name, ...].
  */
 async function moduleGraph() {
@@ -32,6 +32,7 @@ async function moduleGraph() {
     for (const f of imports) await visit(f);
   };
   await visit("index.js");
+  await visit("full.js");
   await visit("worker.js");
   return graph;
 }
@@ -40,7 +41,7 @@ test("the modules import one way: no import cycle among them", async () => {
   const graph = await moduleGraph();
   assert.deepEqual(
     [...graph.keys()].sort(),
-    ["database.js", "errors.js", "hub.js", "index.js", "options.js", "pack.js", "transport.js", "worker.js"],
+    ["database.js", "errors.js", "full.js", "hub.js", "index.js", "options.js", "pack.js", "transport.js", "worker.js"],
   );
   // Depth-first: reaching a module that is still on the path is a cycle.
   const done = new Set();
@@ -152,6 +153,11 @@ test("the published package has the licenses, the repository fields, every modul
   assert.deepEqual(entries.filter((f) => /^(react|vue)\./.test(f)).sort(), ["react.d.ts", "react.js", "vue.d.ts", "vue.js"]);
   for (const name of ["LICENSE-MIT", "LICENSE-APACHE", "README.md", "index.d.ts", "package.json", ...modules, ...entries]) {
     assert.ok(files.includes(name), `${name} in ${files.join(", ")}`);
+  }
+  // Both builds, each with its glue and wasm; sqlweir/full's with its own worker
+  // (scripts/build-wasm, scripts/build-wasm --full).
+  for (const name of ["pkg/sqlweir_wasm.js", "pkg/sqlweir_wasm_bg.wasm", "pkg-full/sqlweir_wasm.js", "pkg-full/sqlweir_wasm_bg.wasm", "pkg-full/worker.js"]) {
+    assert.ok(files.includes(name), `${name} in the package: build both (scripts/build-wasm, scripts/build-wasm --full)`);
   }
   assert.ok(!files.some((f) => f.startsWith("test/")), "the tests stay out");
   // The frameworks are optional peers: installing sqlweir installs neither.

@@ -21,6 +21,11 @@ const TYPES = {
 /** The file under the longest matching mount, or null when the path climbs out of it. */
 function locate(mounts, path) {
   for (const [prefix, dir] of mounts) {
+    if (!prefix.endsWith("/")) {
+      // A mount of one file.
+      if (path === prefix) return dir;
+      continue;
+    }
     if (path !== prefix.slice(0, -1) && !path.startsWith(prefix)) continue;
     const file = join(dir, path.slice(prefix.length - 1));
     return file.startsWith(dir + sep) || file === dir ? file : null;
@@ -31,7 +36,7 @@ function locate(mounts, path) {
 /**
  * Serves `root` on 127.0.0.1:`port`; resolves with the server once it listens. `root` is a
  * directory, or mounts `{ "/": dir, "/sqlweir/": dir, ... }` (URL prefixes ending in "/"; the
- * longest match wins). A directory's `index.html` answers for it. `headers` go on every answer
+ * longest match wins; a path not ending in "/" mounts one file). A directory's `index.html` answers for it. `headers` go on every answer
  * (the peers benchmark serves its cross-origin-isolated page with COOP/COEP this way).
  */
 export function serve(root, port, { headers = {} } = {}) {

@@ -1,11 +1,13 @@
 // The sqlweir package staged as npm would publish it, for the Vite builds of the peers benchmark
 // (run.mjs) and of the size check (size.mjs).
 
-import { cp, mkdir, readFile, readdir } from "node:fs/promises";
+import { cp, mkdir, readFile, readdir, stat } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const PACKAGE = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+
+const exists = (path) => stat(path).then(() => true, () => false);
 
 /**
  * The sqlweir package as npm would publish it: package.json and what its `files` lists, every
@@ -35,6 +37,8 @@ export async function stageSqlweir(dir) {
     for (const [, spec] of specifiers) {
       const target = join(dirname(file), spec);
       if (!target.endsWith(".js") || target.startsWith("..")) continue;
+      // sqlweir/full's build (scripts/build-wasm --full) is staged only when it was built.
+      if (target.startsWith("pkg-full/") && !(await exists(join(PACKAGE, target)))) continue;
       try {
         await readFile(join(dir, target));
       } catch {

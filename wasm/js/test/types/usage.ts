@@ -3,6 +3,7 @@
 // loose to catch them, tsc fails ("unused @ts-expect-error"). Never run.
 
 import { open, importFile, SqlweirError, type Database, type Receipt, type Row } from "sqlweir";
+import { open as openFull } from "sqlweir/full";
 import { useQuery as useReactQuery } from "sqlweir/react";
 import { useQuery as useVueQuery } from "sqlweir/vue";
 import { ref } from "vue";
@@ -55,6 +56,12 @@ export async function app(): Promise<void> {
   // @ts-expect-error the rows of a query are typed as asked
   const wrong: string[] = await db.query<Item>("SELECT id, name FROM items");
   console.log(wrong);
+}
+
+export async function search(): Promise<string[]> {
+  const db = await openFull("notes.db", { migrations: ["CREATE VIRTUAL TABLE notes USING fts5(title, body)"] });
+  const hits = await db.query<{ title: string }>("SELECT title FROM notes WHERE notes MATCH ? ORDER BY rank", ["apples"]);
+  return hits.map((h) => h.title);
 }
 
 export function ReactList({ db }: { db: Database | null }): string {
