@@ -1,5 +1,7 @@
 //! The seam between the write path and a database: the one trait a platform implements.
 
+use std::sync::Arc;
+
 use crate::error::BackendError;
 use crate::request::{Recorded, RequestId, unsupported};
 use crate::value::Value;
@@ -84,6 +86,12 @@ pub trait Backend {
     fn recorded(&mut self, id: &RequestId) -> Result<Option<Recorded>, BackendError> {
         let _ = id;
         Err(unsupported("a write with a request id"))
+    }
+
+    /// [`Backend::recorded`] for several writes of one sender (`seqs`, its numbers), in one
+    /// go: a backend may answer them with one query. The default asks `recorded` once each.
+    fn recorded_many(&mut self, origin: &Arc<str>, seqs: &[u64]) -> Result<Vec<Option<Recorded>>, BackendError> {
+        seqs.iter().map(|&seq| self.recorded(&RequestId { origin: Arc::clone(origin), seq })).collect()
     }
 
     /// Writes the markers of the committed writes of `origin` in this batch (`entries`: each

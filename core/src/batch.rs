@@ -393,12 +393,18 @@ enum Answer {
     SameAs(usize),
 }
 
-/// Looks up every request id of the batch inside the open transaction.
+/// One sender's writes to look up in a batch: (index in the batch, number).
+type Asks<'a> = (&'a std::sync::Arc<str>, Vec<(usize, u64)>);
+
+/// Looks up every request id of the batch inside the open transaction: the ids to look up are
+/// gathered per sender, and each sender's asked for in one [`Backend::recorded_many`].
 fn look_up<B: Backend + ?Sized, W: Borrow<Write>>(backend: &mut B, writes: &[W]) -> Result<Vec<Answer>, Ended<Replay>> {
     let mut seen: std::collections::HashMap<&RequestId, usize> = std::collections::HashMap::new();
     // Only a resend can meet a copy of itself in the batch: without one, nothing to compare.
     let resends = writes.iter().any(|w| w.borrow().request.as_deref().is_some_and(|r| !r.first_send));
     let mut answers = Vec::with_capacity(writes.len());
+    // Per sender, in order of appearance: the writes to look up.
+    let mut asks: Vec<Asks<'_>> = Vec::new();
     for (w, write) in writes.iter().enumerate() {
         let Some(request) = write.borrow().request.as_deref() else {
             answers.push(Answer::Unmarked);
@@ -412,14 +418,22 @@ fn look_up<B: Backend + ?Sized, W: Borrow<Write>>(backend: &mut B, writes: &[W])
             }
             seen.insert(id, w);
         }
-        if request.first_send {
-            answers.push(Answer::Run);
-            continue;
+        answers.push(Answer::Run);
+        if !request.first_send {
+            match asks.iter_mut().find(|(origin, _)| **origin == id.origin) {
+                Some((_, list)) => list.push((w, id.seq)),
+                None => asks.push((&id.origin, vec![(w, id.seq)])),
+            }
         }
-        answers.push(match backend.recorded(id).map_err(Ended::Database)? {
-            Some(r) => Answer::Recorded(r),
-            None => Answer::Run,
-        });
+    }
+    for (origin, list) in asks {
+        let seqs: Vec<u64> = list.iter().map(|&(_, seq)| seq).collect();
+        let found = backend.recorded_many(origin, &seqs).map_err(Ended::Database)?;
+        for ((w, _), recorded) in list.into_iter().zip(found) {
+            if let Some(r) = recorded {
+                answers[w] = Answer::Recorded(r);
+            }
+        }
     }
     Ok(answers)
 }

@@ -164,6 +164,16 @@ impl Recorded {
         Ok(found)
     }
 
+    /// Every write's number and outcome in a blob [`encode_all`](Self::encode_all) wrote.
+    pub fn decode_all(all: &[u8]) -> Result<Vec<(u64, Recorded)>, Unreadable> {
+        let mut out = Vec::new();
+        walk(all, &mut |n, r| {
+            out.push((n, r));
+            true
+        })?;
+        Ok(out)
+    }
+
     /// The numbers of the writes in a blob [`encode_all`](Self::encode_all) wrote.
     pub fn seqs(all: &[u8]) -> Result<Vec<u64>, Unreadable> {
         let mut out = Vec::new();

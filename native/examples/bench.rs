@@ -14,7 +14,7 @@ use futures::executor::block_on;
 use futures::future::join_all;
 use rusqlite::Connection;
 use serde_json::json;
-use sqlweir::{GroupWait, MetricsSnapshot, Options, Store, Synchronous, Value, params};
+use sqlweir::{GroupWait, MetricsSnapshot, Options, RequestId, Store, Synchronous, Value, params};
 
 const SCHEMA: &str = "CREATE TABLE events(id INTEGER PRIMARY KEY, ts INTEGER, source TEXT, payload TEXT)";
 const INSERT: &str = "INSERT INTO events(ts, source, payload) VALUES (?1, ?2, ?3)";
@@ -227,6 +227,21 @@ fn pipelined(store: &Store, rows: usize) -> Result<Duration, Box<dyn std::error:
 
 /// (3a) with a statement of the caller's.
 fn pipelined_into(store: &Store, rows: usize, insert: &str) -> Result<Duration, Box<dyn std::error::Error>> {
+    pipelined_with(store, rows, insert, false)
+}
+
+/// (3a) where each write carries a request id (`write_once`: producer `t`, the write's number),
+/// and each producer drops its answered markers after every window, as a resending client does.
+fn pipelined_once(store: &Store, rows: usize) -> Result<Duration, Box<dyn std::error::Error>> {
+    pipelined_with(store, rows, INSERT, true)
+}
+
+fn pipelined_with(
+    store: &Store,
+    rows: usize,
+    insert: &str,
+    once: bool,
+) -> Result<Duration, Box<dyn std::error::Error>> {
     let insert: Arc<str> = Arc::from(insert);
     let started = Instant::now();
     let threads: Vec<_> = (0..PRODUCERS)
@@ -235,12 +250,23 @@ fn pipelined_into(store: &Store, rows: usize, insert: &str) -> Result<Duration, 
             let n = rows / PRODUCERS + usize::from(t < rows % PRODUCERS);
             std::thread::spawn(move || -> Result<(), sqlweir::WriteError> {
                 let p = payload();
+                let origin: Arc<str> = Arc::from(format!("producer-{t}"));
                 let mut i = 0;
                 while i < n {
                     let end = (i + WINDOW).min(n);
-                    let window = (i..end).map(|i| store.write(&insert, params![i as i64, "collector", p.as_str()]));
+                    let window = (i..end).map(|i| {
+                        let row = params![i as i64, "collector", p.as_str()];
+                        if once {
+                            store.write_once(RequestId::new(origin.clone(), i as u64 + 1), &insert, row)
+                        } else {
+                            store.write(&insert, row)
+                        }
+                    });
                     for r in block_on(join_all(window)) {
                         r?;
+                    }
+                    if once {
+                        store.forget_requests(&origin, end as u64 + 1)?;
                     }
                     i = end;
                 }
@@ -545,6 +571,8 @@ fn print_targets(runs: &[Run], limit: f64, naive: f64, naive_full: f64) {
     for (what, ratio, goal) in checks {
         println!("  {what:<32} {ratio:>7.2}x  {}", verdict(ratio >= goal));
     }
+    let once = rate("weir_pipelined_once") / rate("weir_pipelined");
+    println!("  {:<32} {:>7.2}x  (the cost of request ids; no target)", "(3a) write_once / (3a)", once);
     if let Some(p99) = p99_half {
         let ok = p99 < Duration::from_millis(20);
         println!("  {:<32} {:>8}  {}", "(3c) ack p99 < 20 ms at half rate", format!("{p99:?}"), verdict(ok));
@@ -775,6 +803,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         measure_raw(d, "naive", "(2) naive: 8 threads, autocommit per row".into(), n, |p| naive(p, n, normal))?,
         measure_store(d, "weir_pipelined", "(3a) sqlweir 8 producers, 64 in flight each".into(), n, normal, |s, _| {
             pipelined(s, n)
+        })?,
+        measure_store(d, "weir_pipelined_once", "(3a) with request ids (write_once)".into(), n, normal, |s, _| {
+            pipelined_once(s, n)
         })?,
         measure_store(d, "weir_pipelined_feed", "(3a) with 4 commit-feed subscribers".into(), n, normal, |s, _| {
             with_subscribers(s, 4, || pipelined(s, n))

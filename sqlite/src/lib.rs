@@ -204,34 +204,48 @@ impl Backend for SqliteBackend {
     }
 
     fn recorded(&mut self, id: &RequestId) -> Result<Option<Recorded>, BackendError> {
+        Ok(self.recorded_many(&id.origin, &[id.seq])?.pop().flatten())
+    }
+
+    /// One query for all of them: the sender's marker rows that overlap `seqs`' range, each
+    /// decoded once.
+    fn recorded_many(&mut self, origin: &Arc<str>, seqs: &[u64]) -> Result<Vec<Option<Recorded>>, BackendError> {
+        let mut found: Vec<Option<Recorded>> = vec![None; seqs.len()];
+        let (Some(&low), Some(&high)) = (seqs.iter().min(), seqs.iter().max()) else { return Ok(found) };
         if self.requests == Requests::Absent {
-            return Ok(None);
+            return Ok(found);
         }
-        let seq = seq_value(id.seq)?;
+        // Where each number asked for goes in `found` (a number asked twice goes twice).
+        let mut wanted: HashMap<u64, Vec<usize>> = HashMap::with_capacity(seqs.len());
+        for (i, &seq) in seqs.iter().enumerate() {
+            wanted.entry(seq).or_default().push(i);
+        }
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT receipts FROM _sqlweir_requests WHERE origin = ?1 AND last >= ?2 AND first <= ?2")
+            .prepare_cached("SELECT receipts FROM _sqlweir_requests WHERE origin = ?1 AND last >= ?2 AND first <= ?3")
             .map_err(classify)?;
-        let mut rows = stmt.query(rusqlite::params![&*id.origin, seq]).map_err(classify)?;
+        let mut rows = stmt.query(rusqlite::params![&**origin, seq_value(low)?, seq_value(high)?]).map_err(classify)?;
         while let Some(row) = rows.next().map_err(classify)? {
             let receipts: Vec<u8> = row.get(0).map_err(classify)?;
-            match Recorded::find(&receipts, id.seq) {
-                Ok(Some(found)) => return Ok(Some(found)),
-                Ok(None) => {}
-                Err(_unreadable) => {
-                    return Err(BackendError::new(
-                        ErrorKind::Io,
-                        ErrorClass::Fatal,
-                        None,
-                        format!(
-                            "a marker row of {} in _sqlweir_requests is unreadable; was the table changed by hand?",
-                            id.origin
-                        ),
-                    ));
+            let entries = Recorded::decode_all(&receipts).map_err(|_unreadable| {
+                BackendError::new(
+                    ErrorKind::Io,
+                    ErrorClass::Fatal,
+                    None,
+                    format!(
+                        "a marker row of {origin} in _sqlweir_requests is unreadable; was the table changed by hand?"
+                    ),
+                )
+            })?;
+            for (seq, recorded) in entries {
+                if let Some(places) = wanted.get(&seq) {
+                    for &i in places {
+                        found[i] = Some(recorded.clone());
+                    }
                 }
             }
         }
-        Ok(None)
+        Ok(found)
     }
 
     fn record(&mut self, origin: &str, entries: &[(u64, Recorded)]) -> Result<(), BackendError> {

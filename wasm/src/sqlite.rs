@@ -1,6 +1,8 @@
 //! The [`Backend`] over rusqlite: one connection on the OPFS pool VFS, owned by the worker.
 
 use rusqlite::{Connection, OpenFlags};
+use std::sync::Arc;
+
 use sqlweir_core::{Applied, Backend, BackendError, ErrorClass, ErrorKind, Recorded, RequestId, Value};
 use sqlweir_sqlite::{MigrationError, classify};
 
@@ -125,6 +127,10 @@ impl Backend for SqliteBackend {
 
     fn recorded(&mut self, id: &RequestId) -> Result<Option<Recorded>, BackendError> {
         self.inner.recorded(id)
+    }
+
+    fn recorded_many(&mut self, origin: &Arc<str>, seqs: &[u64]) -> Result<Vec<Option<Recorded>>, BackendError> {
+        self.inner.recorded_many(origin, seqs)
     }
 
     fn record(&mut self, origin: &str, entries: &[(u64, Recorded)]) -> Result<(), BackendError> {
