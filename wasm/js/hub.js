@@ -232,7 +232,11 @@ class Hub {
     const ids = this.dbs.get(name)?.requestIds !== false;
     for (const item of items) {
       const w = this.writes.get(item[0]);
-      if (w) Object.assign(w, { db: name, item, ids, term: null });
+      if (!w) continue;
+      w.db = name;
+      w.item = item;
+      w.ids = ids;
+      w.term = null;
     }
     this.dispatch({ writes: name, items });
   }

@@ -5,7 +5,7 @@
 import init, { Database, exportFile, importFile } from "./pkg/sqlweir_wasm.js";
 
 // The page compiles SQLite's wasm while this worker starts and sends the module
-// (`{ op: "wasm", module }`, index.js), or null when it could not: then it is fetched here.
+// (`{ op: "wasm", module }`, transport.js), or null when it could not: then it is fetched here.
 let wasmFromPage;
 const ready = new Promise((resolve) => (wasmFromPage = resolve)).then((module) =>
   init(module ? { module_or_path: module } : undefined),

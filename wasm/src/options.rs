@@ -71,10 +71,7 @@ impl RetryOptions {
             match key.as_str() {
                 "baseMs" => r.base_ms = number(&v, "retry.baseMs")?,
                 "capMs" => r.cap_ms = number(&v, "retry.capMs")?,
-                "maxAttempts" => {
-                    r.max_attempts = u32::try_from(whole(&v, "retry.maxAttempts")?)
-                        .map_err(|_| bad("retry.maxAttempts is too large".to_owned()))?;
-                }
+                "maxAttempts" => r.max_attempts = count(&v, "retry.maxAttempts")?,
                 "budgetMs" => r.budget_ms = number(&v, "retry.budgetMs")?,
                 other => return Err(bad(format!("unknown option \"retry.{other}\""))),
             }
@@ -157,34 +154,19 @@ impl Options {
                 "migrations" => o.migrations = strings(&v, "migrations")?,
                 "queueCapacity" => o.queue_capacity = whole(&v, "queueCapacity")?,
                 "backpressure" => {
-                    o.backpressure = match text(&v, "backpressure")?.as_str() {
-                        "wait" => Backpressure::Wait,
-                        "fail" => Backpressure::Fail,
-                        other => return Err(bad(format!("backpressure must be \"wait\" or \"fail\", got {other:?}"))),
-                    }
+                    o.backpressure =
+                        one_of(&v, "backpressure", [("wait", Backpressure::Wait), ("fail", Backpressure::Fail)])?;
                 }
                 "batchRows" => o.batch_rows = whole(&v, "batchRows")?,
                 "batchRowsCeiling" => o.batch_rows_ceiling = whole(&v, "batchRowsCeiling")?,
                 "lingerMs" => o.linger_ms = number(&v, "lingerMs")?,
                 "synchronous" => {
-                    o.synchronous = match text(&v, "synchronous")?.as_str() {
-                        "normal" => Synchronous::Normal,
-                        "full" => Synchronous::Full,
-                        other => return Err(bad(format!("synchronous must be \"normal\" or \"full\", got {other:?}"))),
-                    }
+                    o.synchronous =
+                        one_of(&v, "synchronous", [("normal", Synchronous::Normal), ("full", Synchronous::Full)])?;
                 }
-                "journal" => {
-                    o.journal = match text(&v, "journal")?.as_str() {
-                        "wal" => Journal::Wal,
-                        "delete" => Journal::Delete,
-                        other => return Err(bad(format!("journal must be \"wal\" or \"delete\", got {other:?}"))),
-                    }
-                }
+                "journal" => o.journal = one_of(&v, "journal", [("wal", Journal::Wal), ("delete", Journal::Delete)])?,
                 "retry" => o.retry = RetryOptions::from_js(&v)?,
-                "breakerThreshold" => {
-                    o.breaker_threshold = u32::try_from(whole(&v, "breakerThreshold")?)
-                        .map_err(|_| bad("breakerThreshold is too large".to_owned()))?;
-                }
+                "breakerThreshold" => o.breaker_threshold = count(&v, "breakerThreshold")?,
                 "breakerCooldownMs" => o.breaker_cooldown_ms = number(&v, "breakerCooldownMs")?,
                 "directory" => o.directory = text(&v, "directory")?,
                 other => return Err(bad(format!("unknown option {other:?}"))),
@@ -266,6 +248,19 @@ fn whole(v: &JsValue, name: &str) -> Result<usize, OpenError> {
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // checked: a whole number in range
         Some(n) if n.fract() == 0.0 && (0.0..=9_007_199_254_740_991.0).contains(&n) => Ok(n as usize),
         _ => Err(bad(format!("{name} must be a whole number >= 0"))),
+    }
+}
+
+fn count(v: &JsValue, name: &str) -> Result<u32, OpenError> {
+    u32::try_from(whole(v, name)?).map_err(|_| bad(format!("{name} is too large")))
+}
+
+/// The one of `choices` whose name `v` is.
+fn one_of<T: Copy>(value: &JsValue, name: &str, choices: [(&str, T); 2]) -> Result<T, OpenError> {
+    let given = text(value, name)?;
+    match choices.iter().find(|(word, _)| *word == given) {
+        Some(&(_, chosen)) => Ok(chosen),
+        None => Err(bad(format!("{name} must be {:?} or {:?}, got {given:?}", choices[0].0, choices[1].0))),
     }
 }
 

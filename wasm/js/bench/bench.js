@@ -8,12 +8,8 @@
 // results are returned, not judged, here.
 
 import { open } from "sqlweir";
+import { INSERT, PAYLOAD, PRODUCERS, SCHEMA, WINDOW, parallel } from "./workload.js";
 
-const SCHEMA = "CREATE TABLE events(id INTEGER PRIMARY KEY, ts INTEGER, source TEXT, payload TEXT)";
-const INSERT = "INSERT INTO events(ts, source, payload) VALUES (?, ?, ?)";
-const PAYLOAD = `{"kind":"price","item":"sku-000042","value":1234.5,"pad":"${"p".repeat(48)}"}`; // ~100 bytes
-const PRODUCERS = 8;
-const WINDOW = 64;
 const CHUNK = 10_000;
 
 const channel = new BroadcastChannel("sqlweir-bench");
@@ -49,21 +45,6 @@ async function weir(what, mode, rows, work) {
   const [{ n }] = await db.query("SELECT count(*) AS n FROM events");
   await db.close();
   return { ms, count: n, meanBatchSize: metrics.meanBatchSize, batches: metrics.batches, journalMode: metrics.journalMode };
-}
-
-async function parallel(db, rows) {
-  let next = 0;
-  const producer = async (p) => {
-    for (;;) {
-      const start = next;
-      if (start >= rows) return;
-      next = Math.min(rows, start + WINDOW);
-      const inFlight = [];
-      for (let i = start; i < next; i++) inFlight.push(db.write(INSERT, [i, `collector-${p}`, PAYLOAD]));
-      await Promise.all(inFlight);
-    }
-  };
-  await Promise.all(Array.from({ length: PRODUCERS }, (_, p) => producer(p)));
 }
 
 async function burst(db, rows) {

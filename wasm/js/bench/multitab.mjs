@@ -48,32 +48,14 @@ function parseArgs(argv) {
 /** Installed in both pages: the (P) shape on a fresh database, timed; the rows counted after. */
 async function install(page) {
   await page.evaluate(() => {
-    const SCHEMA = "CREATE TABLE events(id INTEGER PRIMARY KEY, ts INTEGER, source TEXT, payload TEXT)";
-    const INSERT = "INSERT INTO events(ts, source, payload) VALUES (?, ?, ?)";
-    const PAYLOAD = `{"kind":"price","item":"sku-000042","value":1234.5,"pad":"${"p".repeat(48)}"}`;
-    const PRODUCERS = 8;
-    const WINDOW = 64;
     window.parallel = async (name, rows, requestIds) => {
-      const { open } = await import("sqlweir");
+      const [{ open }, { SCHEMA, parallel }] = await Promise.all([import("sqlweir"), import("/bench/workload.js")]);
       const db = await open(name, { migrations: [SCHEMA], requestIds });
-      let next = 0;
-      const producer = async (p) => {
-        for (;;) {
-          const start = next;
-          if (start >= rows) return;
-          next = Math.min(rows, start + WINDOW);
-          const inFlight = [];
-          for (let i = start; i < next; i++) inFlight.push(db.write(INSERT, [i, `collector-${p}`, PAYLOAD]));
-          await Promise.all(inFlight);
-        }
-      };
       const started = performance.now();
-      await Promise.all(Array.from({ length: PRODUCERS }, (_, p) => producer(p)));
+      await parallel(db, rows);
       const ms = performance.now() - started;
       const [{ n }] = await db.query("SELECT count(*) AS n FROM events");
-      const [{ markers }] = await db.query(
-        "SELECT count(*) AS markers FROM sqlite_master m, (SELECT 1) WHERE m.name = '_sqlweir_requests'",
-      );
+      const [{ markers }] = await db.query("SELECT count(*) AS markers FROM sqlite_master WHERE name = '_sqlweir_requests'");
       await db.close();
       return { ms, count: n, markersTable: markers > 0 };
     };

@@ -40,7 +40,7 @@ async function stage(pkg) {
   for (const f of MODULES) await cp(join(PACKAGE, f), join(site, f === "worker.js" ? "package-worker.js" : f));
   for (const f of ["worker.js", "probe.js"]) await cp(join(HERE, f), join(site, f));
   await mkdir(join(site, "bench"));
-  for (const f of ["bench.html", "bench.js"]) await cp(join(HERE, f), join(site, "bench", f));
+  for (const f of ["bench.html", "bench.js", "workload.js"]) await cp(join(HERE, f), join(site, "bench", f));
   await cp(pkg, join(site, "pkg"), { recursive: true });
   return site;
 }

@@ -75,7 +75,7 @@ async function stage(pkg) {
   await cp(join(HERE, "worker.js"), join(site, "worker.js"));
   await cp(join(HERE, "probe.js"), join(site, "probe.js"));
   await mkdir(join(site, "bench"));
-  for (const f of ["bench.html", "bench.js"]) await cp(join(HERE, f), join(site, "bench", f));
+  for (const f of ["bench.html", "bench.js", "workload.js"]) await cp(join(HERE, f), join(site, "bench", f));
   await cp(pkg, join(site, "pkg"), { recursive: true });
   return site;
 }
