@@ -611,10 +611,13 @@ pub struct Batcher {
     last_commit: Duration,
     /// When it ended (host time).
     last_commit_end: Duration,
+    /// Commits faster than this are not worth waiting for: take what is queued at once.
+    group_commit_min: Duration,
 }
 
-/// Commits faster than this are not worth waiting for: take what is queued at once.
-const GROUP_COMMIT_MIN: Duration = Duration::from_micros(250);
+/// The default [`Batcher::group_commit_min`]: what a host pays to wait out a linger (a timer, a
+/// turn of its event loop) makes waiting for faster commits a loss.
+pub const GROUP_COMMIT_MIN: Duration = Duration::from_micros(250);
 /// The longest a batch waits for the writes its producers are about to send.
 const GROUP_COMMIT_MAX_WAIT: Duration = Duration::from_millis(2);
 
@@ -630,7 +633,16 @@ impl Batcher {
             expected_rows: 0,
             last_commit: Duration::ZERO,
             last_commit_end: Duration::ZERO,
+            group_commit_min: GROUP_COMMIT_MIN,
         }
+    }
+
+    /// Waits for producers (group commit) only after commits at least this slow (default
+    /// [`GROUP_COMMIT_MIN`]); a host that waits cheaply may set it lower.
+    #[must_use]
+    pub fn group_commit_min(mut self, min: Duration) -> Self {
+        self.group_commit_min = min;
+        self
     }
 
     /// Records a committed batch of `rows` rows that took `took` and ended at host time `now`,
@@ -676,7 +688,7 @@ impl Batcher {
         if !self.linger.is_zero() {
             return Some((oldest + self.linger).max(now));
         }
-        if self.last_commit < GROUP_COMMIT_MIN || queued_rows >= self.expected_rows {
+        if self.last_commit < self.group_commit_min || queued_rows >= self.expected_rows {
             return Some(now);
         }
         // Counted from the end of the last commit: that is when its producers were acked.
@@ -833,6 +845,11 @@ mod tests {
         assert_eq!(b.ready_at(3, Some(us(0)), us(200_010)), Some(us(202_000)), "never more than 2 ms");
         b.on_committed(8, us(50), us(300_000));
         assert_eq!(b.ready_at(3, Some(us(0)), us(300_010)), Some(us(300_010)), "fast commits go at once");
+        b.on_committed(8, us(150), us(400_000));
+        assert_eq!(b.ready_at(3, Some(us(0)), us(400_010)), Some(us(400_010)), "150 µs is fast by default");
+        let mut cheap = Batcher::new(100, 100, Duration::ZERO).group_commit_min(us(100));
+        cheap.on_committed(8, us(150), us(400_000));
+        assert_eq!(cheap.ready_at(3, Some(us(0)), us(400_010)), Some(us(400_075)), "a host that waits cheaply waits");
     }
 
     #[test]

@@ -45,6 +45,10 @@ pub struct WriterConfig {
     pub batch_rows_ceiling: usize,
     /// How long to wait for more writes when a batch is not full.
     pub linger: Duration,
+    /// Without a linger, a batch waits briefly for the producers the last commit acked (group
+    /// commit) only after commits at least this slow ([`crate::batch::GROUP_COMMIT_MIN`] by
+    /// default).
+    pub group_commit_min: Duration,
     /// Retry policy for lock contention.
     pub retry: RetryPolicy,
     /// Consecutive failed attempts that open the breaker.
@@ -63,6 +67,7 @@ impl Default for WriterConfig {
             batch_rows: 100,
             batch_rows_ceiling: 10_000,
             linger: Duration::ZERO,
+            group_commit_min: crate::batch::GROUP_COMMIT_MIN,
             retry: RetryPolicy::default(),
             breaker_threshold: 5,
             breaker_cooldown: Duration::from_millis(500),
@@ -211,7 +216,8 @@ impl WriterState {
     /// A writer with its configuration and a jitter seed.
     pub fn new(config: WriterConfig, seed: u64) -> Self {
         WriterState {
-            batcher: Batcher::new(config.batch_rows, config.batch_rows_ceiling, config.linger),
+            batcher: Batcher::new(config.batch_rows, config.batch_rows_ceiling, config.linger)
+                .group_commit_min(config.group_commit_min),
             breaker: Breaker::new(config.breaker_threshold, config.breaker_cooldown),
             jitter: Jitter::new(seed),
             metrics: Metrics::default(),

@@ -35,7 +35,18 @@ struct Args {
     pg_rows: usize,
     /// Only the PostgreSQL rows (feature `postgres`).
     postgres_only: bool,
+    /// `--only k1,k2`: these scenarios (by JSON key) and the baselines, no memory run.
+    only: Option<Vec<String>>,
     out: PathBuf,
+}
+
+/// What every ratio is measured against: always run.
+const BASELINES: [&str; 3] = ["limit", "naive", "naive_full"];
+
+impl Args {
+    fn wants(&self, key: &str) -> bool {
+        BASELINES.contains(&key) || self.only.as_ref().is_none_or(|only| only.iter().any(|k| k == key))
+    }
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -46,6 +57,7 @@ fn parse_args() -> Result<Args, String> {
         smoke: false,
         pg_rows: 20_000,
         postgres_only: false,
+        only: None,
         out: "target/bench/native.json".into(),
     };
     let mut it = std::env::args().skip(1);
@@ -58,6 +70,10 @@ fn parse_args() -> Result<Args, String> {
             "--smoke" => a.smoke = true,
             "--pg-rows" => a.pg_rows = num("--pg-rows")?,
             "--postgres-only" => a.postgres_only = true,
+            "--only" => {
+                let keys = it.next().ok_or("--only needs scenario keys, comma-separated")?;
+                a.only = Some(keys.split(',').map(str::to_owned).collect());
+            }
             "--out" => a.out = it.next().ok_or("--out needs a path")?.into(),
             "--bench" => {} // passed by `cargo bench`-style runners
             other => return Err(format!("unknown argument {other}")),
@@ -71,6 +87,9 @@ fn parse_args() -> Result<Args, String> {
     }
     Ok(a)
 }
+
+/// A scenario to measure, when `--only` wants its key.
+type Scenario<'a> = Box<dyn FnOnce(&'static str) -> Result<Run, Box<dyn std::error::Error>> + 'a>;
 
 /// One measured scenario.
 struct Run {
@@ -568,11 +587,14 @@ fn print_targets(runs: &[Run], limit: f64, naive: f64, naive_full: f64) {
     ];
     let p99_half = runs.iter().find(|r| r.key == "weir_half_rate").and_then(|r| r.metrics.as_ref()).map(|m| m.ack_p99);
     println!("\ntargets (from the benchmark issue; ratios measured in this run):");
-    for (what, ratio, goal) in checks {
+    // A NaN ratio is a scenario `--only` left out.
+    for (what, ratio, goal) in checks.into_iter().filter(|c| !c.1.is_nan()) {
         println!("  {what:<32} {ratio:>7.2}x  {}", verdict(ratio >= goal));
     }
     let once = rate("weir_pipelined_once") / rate("weir_pipelined");
-    println!("  {:<32} {:>7.2}x  (the cost of request ids; no target)", "(3a) write_once / (3a)", once);
+    if !once.is_nan() {
+        println!("  {:<32} {:>7.2}x  (the cost of request ids; no target)", "(3a) write_once / (3a)", once);
+    }
     if let Some(p99) = p99_half {
         let ok = p99 < Duration::from_millis(20);
         println!("  {:<32} {:>8}  {}", "(3c) ack p99 < 20 ms at half rate", format!("{p99:?}"), verdict(ok));
@@ -765,7 +787,7 @@ fn print_postgres(
 
 fn usage(error: &str) -> ! {
     eprintln!(
-        "{error}\nusage: bench [--rows N] [--full-rows N] [--memory-rows N] [--pg-rows N] [--postgres-only] [--smoke] [--out PATH]"
+        "{error}\nusage: bench [--rows N] [--full-rows N] [--memory-rows N] [--pg-rows N] [--postgres-only] [--smoke] [--only KEY,...] [--out PATH]"
     );
     std::process::exit(2);
 }
@@ -798,71 +820,156 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "sqlweir native benchmark: {n} rows (FULL scenarios {f}), ~100-byte payloads, WAL, file-backed, {PRODUCERS} producers"
     );
-    let mut runs = vec![
-        measure_raw(d, "limit", format!("(1) limit: 1 connection, 1 transaction, {n} rows"), n, |p| limit(p, n))?,
-        measure_raw(d, "naive", "(2) naive: 8 threads, autocommit per row".into(), n, |p| naive(p, n, normal))?,
-        measure_store(d, "weir_pipelined", "(3a) sqlweir 8 producers, 64 in flight each".into(), n, normal, |s, _| {
-            pipelined(s, n)
-        })?,
-        measure_store(d, "weir_pipelined_once", "(3a) with request ids (write_once)".into(), n, normal, |s, _| {
-            pipelined_once(s, n)
-        })?,
-        measure_store(d, "weir_pipelined_feed", "(3a) with 4 commit-feed subscribers".into(), n, normal, |s, _| {
-            with_subscribers(s, 4, || pipelined(s, n))
-        })?,
-        measure_store(d, "weir_lockstep", "(3b) sqlweir 8 threads, 1 in flight each".into(), n, normal, |s, _| {
-            lockstep(s, n)
-        })?,
+    let scenarios: Vec<(&'static str, Scenario<'_>)> = vec![
+        (
+            "limit",
+            Box::new(|key| {
+                measure_raw(d, key, format!("(1) limit: 1 connection, 1 transaction, {n} rows"), n, |p| limit(p, n))
+            }),
+        ),
+        (
+            "naive",
+            Box::new(|key| {
+                measure_raw(d, key, "(2) naive: 8 threads, autocommit per row".into(), n, |p| naive(p, n, normal))
+            }),
+        ),
+        (
+            "weir_pipelined",
+            Box::new(|key| {
+                measure_store(d, key, "(3a) sqlweir 8 producers, 64 in flight each".into(), n, normal, |s, _| {
+                    pipelined(s, n)
+                })
+            }),
+        ),
+        (
+            "weir_pipelined_once",
+            Box::new(|key| {
+                measure_store(d, key, "(3a) with request ids (write_once)".into(), n, normal, |s, _| {
+                    pipelined_once(s, n)
+                })
+            }),
+        ),
+        (
+            "weir_pipelined_feed",
+            Box::new(|key| {
+                measure_store(d, key, "(3a) with 4 commit-feed subscribers".into(), n, normal, |s, _| {
+                    with_subscribers(s, 4, || pipelined(s, n))
+                })
+            }),
+        ),
+        (
+            "weir_lockstep",
+            Box::new(|key| {
+                measure_store(d, key, "(3b) sqlweir 8 threads, 1 in flight each".into(), n, normal, |s, _| {
+                    lockstep(s, n)
+                })
+            }),
+        ),
         // How a blocked writer waits for its write group, measured against each other: the
-        // default (hand-off to the writer thread, no groups) is the row above.
-        measure_store_waiting(
-            d,
-            "weir_lockstep_yield",
-            "(3b) wait: write groups, yield 50 times".into(),
-            n,
-            normal,
-            GroupWait::Yield(50),
-            |s, _| lockstep(s, n),
-        )?,
-        measure_store_waiting(
-            d,
+        // default (write groups, yield 50 times) is the row above.
+        (
+            "weir_lockstep_handoff",
+            Box::new(|key| {
+                measure_store_waiting(
+                    d,
+                    key,
+                    "(3b) wait: hand-off to the writer thread".into(),
+                    n,
+                    normal,
+                    GroupWait::Handoff,
+                    |s, _| lockstep(s, n),
+                )
+            }),
+        ),
+        (
             "weir_lockstep_park",
-            "(3b) wait: write groups, park at once".into(),
-            n,
-            normal,
-            GroupWait::Park,
-            |s, _| lockstep(s, n),
-        )?,
-        measure_store_waiting(
-            d,
+            Box::new(|key| {
+                measure_store_waiting(
+                    d,
+                    key,
+                    "(3b) wait: write groups, park at once".into(),
+                    n,
+                    normal,
+                    GroupWait::Park,
+                    |s, _| lockstep(s, n),
+                )
+            }),
+        ),
+        (
             "weir_lockstep_spin",
-            "(3b) wait: write groups, spin 50 x 64".into(),
-            n,
-            normal,
-            GroupWait::Spin(50),
-            |s, _| lockstep(s, n),
-        )?,
-        measure_store(d, "weir_many", "(4) sqlweir write_many, 1 producer".into(), n, normal, |s, _| many(s, n))?,
-        measure_raw(d, "naive_full", format!("(7) naive, synchronous=FULL, {f} rows"), f, |p| naive(p, f, full))?,
-        measure_store(d, "weir_pipelined_full", "(7) sqlweir (3a), synchronous=FULL".into(), f, full, |s, _| {
-            pipelined(s, f)
-        })?,
-        measure_store(d, "weir_lockstep_full", "(7) sqlweir (3b), synchronous=FULL".into(), f, full, |s, _| {
-            lockstep(s, f)
-        })?,
+            Box::new(|key| {
+                measure_store_waiting(
+                    d,
+                    key,
+                    "(3b) wait: write groups, spin 50 x 64".into(),
+                    n,
+                    normal,
+                    GroupWait::Spin(50),
+                    |s, _| lockstep(s, n),
+                )
+            }),
+        ),
+        (
+            "weir_many",
+            Box::new(|key| {
+                measure_store(d, key, "(4) sqlweir write_many, 1 producer".into(), n, normal, |s, _| many(s, n))
+            }),
+        ),
+        (
+            "naive_full",
+            Box::new(|key| {
+                measure_raw(d, key, format!("(7) naive, synchronous=FULL, {f} rows"), f, |p| naive(p, f, full))
+            }),
+        ),
+        (
+            "weir_pipelined_full",
+            Box::new(|key| {
+                measure_store(d, key, "(7) sqlweir (3a), synchronous=FULL".into(), f, full, |s, _| pipelined(s, f))
+            }),
+        ),
+        (
+            "weir_lockstep_full",
+            Box::new(|key| {
+                measure_store(d, key, "(7) sqlweir (3b), synchronous=FULL".into(), f, full, |s, _| lockstep(s, f))
+            }),
+        ),
+        (
+            "weir_lockstep_handoff_full",
+            Box::new(|key| {
+                measure_store_waiting(
+                    d,
+                    key,
+                    "(7) (3b) FULL, hand-off to the writer thread".into(),
+                    f,
+                    full,
+                    GroupWait::Handoff,
+                    |s, _| lockstep(s, f),
+                )
+            }),
+        ),
     ];
-    runs.push(under_lock(d, if args.smoke { 1 } else { 5 })?);
+    let mut runs = Vec::new();
+    for (key, run) in scenarios {
+        if args.wants(key) {
+            runs.push(run(key)?);
+        }
+    }
+    if args.wants("weir_under_lock") {
+        runs.push(under_lock(d, if args.smoke { 1 } else { 5 })?);
+    }
     // (3c) half of (3a)'s peak rate, for ack latency when not saturated (about two seconds).
-    let half = runs.iter().find(|r| r.key == "weir_pipelined").map_or(1000.0, Run::rate) / 2.0;
-    let half_rows = if args.smoke { n } else { ((half * 2.0) as usize).clamp(n, 2_000_000) };
-    runs.push(measure_store(
-        d,
-        "weir_half_rate",
-        format!("(3c) sqlweir (3a) paced at half its rate ({half:.0}/s)"),
-        half_rows,
-        normal,
-        |s, _| paced(s, half_rows, half),
-    )?);
+    if args.wants("weir_half_rate") {
+        let half = runs.iter().find(|r| r.key == "weir_pipelined").map_or(1000.0, Run::rate) / 2.0;
+        let half_rows = if args.smoke { n } else { ((half * 2.0) as usize).clamp(n, 2_000_000) };
+        runs.push(measure_store(
+            d,
+            "weir_half_rate",
+            format!("(3c) sqlweir (3a) paced at half its rate ({half:.0}/s)"),
+            half_rows,
+            normal,
+            |s, _| paced(s, half_rows, half),
+        )?);
+    }
     let rate = |key: &str, runs: &[Run]| runs.iter().find(|r| r.key == key).map_or(f64::NAN, Run::rate);
     let (limit_rate, naive_rate, naive_full_rate) =
         (rate("limit", &runs), rate("naive", &runs), rate("naive_full", &runs));
@@ -901,8 +1008,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     #[cfg(feature = "postgres")]
     print_postgres(args.pg_rows, args.smoke, &mut json_runs)?;
-    let samples = memory(d, args.memory_rows)?;
-    println!("\nmemory: one producer ingests {} rows through the bounded queue (4096 in flight)", args.memory_rows);
+    let samples = if args.only.is_some() { Vec::new() } else { memory(d, args.memory_rows)? };
+    if !samples.is_empty() {
+        println!("\nmemory: one producer ingests {} rows through the bounded queue (4096 in flight)", args.memory_rows);
+    }
     for (at, kb) in &samples {
         println!("  RSS after {at:>9} rows: {:.1} MB", *kb as f64 / 1024.0);
     }

@@ -54,12 +54,19 @@ pub enum GroupWait {
 }
 
 impl Default for GroupWait {
-    /// `Handoff` until a write group measures faster on the benchmark's lock-step shape
-    /// (docs/bench.md has the figures of each way).
+    /// `Yield(50)`: on the benchmark's lock-step shape it measured fastest (docs/bench.md has the
+    /// figures of each way). Behind a batch slower than a sleep and a wake-up (an fsync, a big
+    /// batch) a follower sleeps at once whatever this says, so no way burns a core on a long
+    /// commit.
     fn default() -> Self {
-        GroupWait::Handoff
+        GroupWait::Yield(50)
     }
 }
+
+/// Group commit waits for the producers a commit acked only after commits this slow: lower
+/// than the core's default because a write group's leader waits such a linger out on its own
+/// thread, yielding, instead of handing the batch to a timer (measured in docs/bench.md).
+const NATIVE_GROUP_COMMIT_MIN: Duration = Duration::from_micros(100);
 
 impl Default for Options {
     fn default() -> Self {
@@ -68,7 +75,7 @@ impl Default for Options {
             synchronous: Synchronous::Normal,
             queue_capacity: 10_000,
             backpressure: Backpressure::Wait,
-            writer: WriterConfig::default(),
+            writer: WriterConfig { group_commit_min: NATIVE_GROUP_COMMIT_MIN, ..WriterConfig::default() },
             busy_timeout: Duration::from_millis(5),
             read_connections: 4,
             seed: None,
@@ -174,9 +181,9 @@ impl Options {
     }
 
     /// How a thread blocked in `Ticket::wait` waits for the batch that carries its write
-    /// (default `GroupWait::Handoff`: the writer thread commits every write). With the other
-    /// ways, a blocked caller that finds nobody running a batch runs it itself on its own
-    /// thread (it leads a write group).
+    /// (default `GroupWait::Yield(50)`). Except with `GroupWait::Handoff` (the writer thread
+    /// commits every write), a blocked caller that finds nobody running a batch runs it itself
+    /// on its own thread (it leads a write group).
     pub fn group_wait(mut self, wait: GroupWait) -> Self {
         self.group_wait = wait;
         self

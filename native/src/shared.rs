@@ -61,6 +61,9 @@ pub(crate) struct Shared {
     writer_state: AtomicU8,
     /// Host time (µs) of the last batch a write group's leader ran.
     led_at: AtomicU64,
+    /// How long (µs) the last batch's attempt took, whoever ran it: whether a wait for the
+    /// next one is shorter than a sleep.
+    pub(crate) last_batch_us: AtomicU64,
     pipeline: Mutex<WritePipeline>,
     /// The writer waits here for work; signalled when the pipeline says it waits.
     work: Condvar,
@@ -127,6 +130,7 @@ impl Shared {
             feed: Arc::new(feed),
             conn: Mutex::new(Some(conn)),
             spinners: AtomicUsize::new(0),
+            last_batch_us: AtomicU64::new(0),
             group_wait,
             writer_state: AtomicU8::new(RUNNING),
             led_at: AtomicU64::new(0),

@@ -11,12 +11,17 @@
 //!   in them, then gives the connection back. Threads that arrive meanwhile (followers) wait a
 //!   little (`GroupWait`) for the result or for the connection, then sleep on their ticket. A
 //!   lone or lock-step writer thus commits without waking the writer thread.
+//! - Waiting awake is for short batches only: behind a batch that took longer than a sleep and
+//!   a wake-up (`AWAKE_WAIT_MAX_US`) followers sleep at once and a leader does not gather. A
+//!   leader gathers (yields once before it takes a batch, so the writers just acked can send
+//!   their next writes into it) and waits out a group-commit linger itself, yielding.
 //!
 //! Nobody strands a write: a leader that gives the connection back with work left wakes the
 //! writer thread unless a follower is still waiting for the connection; a follower that stops
 //! waiting makes one last try for the connection (see `Lead for Shared`).
 
 use std::sync::atomic::{Ordering, fence};
+use std::time::Duration;
 
 use sqlweir_core::{Action, Batch, Event, Level, Settled, Settlement, Work};
 
@@ -26,6 +31,14 @@ use crate::options::GroupWait;
 use crate::shared::{OnWriter, Shared, WritePipeline};
 use crate::ticket::{Done, Lead};
 use crate::tx::TxJob;
+
+/// Batches at least this long (µs) are waited for asleep, not by yielding or spinning: a
+/// sleep and a wake-up cost tens of µs on a loaded 2-core host (docs/bench.md).
+const AWAKE_WAIT_MAX_US: u64 = 100;
+
+/// The longest linger a write group's leader waits out itself (the core's group-commit cap);
+/// a longer one (an explicit `Options::linger`) is the writer thread's to wait.
+const LEADER_LINGER_MAX: Duration = Duration::from_millis(2);
 
 /// The writer thread: runs until the pipeline is closed and drained, then finishes the
 /// connection (the final checkpoint) and closes it.
@@ -68,8 +81,10 @@ pub(crate) fn run(shared: &Shared) -> Result<(), CloseError> {
 fn run_batch(shared: &Shared, engine: &mut dyn Engine, mut batch: Batch<Done, Box<dyn TxJob>>) {
     let started = shared.now();
     let attempted = batch.attempt(engine);
+    let ended = shared.now();
+    shared.last_batch_us.store(ended.saturating_sub(started).as_micros() as u64, Ordering::Relaxed);
     let mut p = shared.pipeline();
-    let settled = p.finish(batch, attempted, started, shared.now());
+    let settled = p.finish(batch, attempted, started, ended);
     let events = drain_events(&mut p);
     drop(p);
     log(events);
@@ -118,6 +133,12 @@ impl Lead for Shared {
                 counted = true;
             }
             rounds += 1;
+            // Waiting awake pays only while batches are shorter than a sleep and a wake-up:
+            // behind a long one (an fsync, a big batch) a follower sleeps at once.
+            if self.last_batch_us.load(Ordering::Relaxed) >= AWAKE_WAIT_MAX_US {
+                self.stop_following();
+                return;
+            }
             match self.group_wait {
                 GroupWait::Yield(n) if rounds <= n => std::thread::yield_now(),
                 GroupWait::Spin(n) if rounds <= n => (0..64).for_each(|_| std::hint::spin_loop()),
@@ -144,6 +165,13 @@ impl Shared {
         let _on = OnWriter::enter();
         while !done() {
             let mut p = self.pipeline();
+            if self.last_batch_us.load(Ordering::Relaxed) < AWAKE_WAIT_MAX_US {
+                // Gather: the writers the last batch acknowledged are about to send their next
+                // writes; giving them the core once lets this batch carry them.
+                drop(p);
+                std::thread::yield_now();
+                p = self.pipeline();
+            }
             let action = p.poll(self.now());
             let events = drain_events(&mut p);
             drop(p);
@@ -153,6 +181,11 @@ impl Shared {
                     self.led();
                     run_batch(self, engine, batch);
                 }
+                // Group commit: the batch waits for the writers the last commit acked. Waiting
+                // here, yielding the core to them, costs less than handing the batch to the
+                // writer thread (a wake-up for it, a sleep and a wake-up for this thread; a
+                // timed sleep overshoots by the timer slack). Bounded by the core's cap.
+                Action::Wait(Some(linger)) if linger <= LEADER_LINGER_MAX => std::thread::yield_now(),
                 Action::Sleep(_) | Action::Wait(_) | Action::Stopped => return true,
             }
         }
