@@ -1,6 +1,7 @@
 //! Batches: how many writes go into one transaction, and how a batch is applied with salvage.
 
 use std::borrow::Borrow;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -14,8 +15,9 @@ use crate::value::Value;
 /// One accepted write: a statement and its parameter rows.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Write {
-    /// The statement, run with a cached prepared statement.
-    pub sql: String,
+    /// The statement, run with a cached prepared statement; shared by the writes of one
+    /// statement that a host receives together (a clone is a count, not a copy).
+    pub sql: Arc<str>,
     /// One parameter row (`write`) or many (`write_many`).
     pub rows: Rows,
     /// The parameter names the values of each row are bound to, in the rows' order (`:id`,
@@ -37,19 +39,19 @@ pub enum Rows {
 
 impl Write {
     /// A single write.
-    pub fn one(sql: impl Into<String>, params: Vec<Value>) -> Self {
+    pub fn one(sql: impl Into<Arc<str>>, params: Vec<Value>) -> Self {
         Write { sql: sql.into(), rows: Rows::One(params), names: None, request: None }
     }
 
     /// Many parameter rows for one statement.
-    pub fn many(sql: impl Into<String>, rows: Vec<Vec<Value>>) -> Self {
+    pub fn many(sql: impl Into<Arc<str>>, rows: Vec<Vec<Value>>) -> Self {
         Write { sql: sql.into(), rows: Rows::Many(rows), names: None, request: None }
     }
 
     /// A single write with named parameters: each value is bound to the parameter its name
     /// gives. A name the statement does not have, or a parameter of the statement left without
     /// a value, rejects the write with `InvalidInput`.
-    pub fn named(sql: impl Into<String>, params: Vec<(String, Value)>) -> Self {
+    pub fn named(sql: impl Into<Arc<str>>, params: Vec<(String, Value)>) -> Self {
         let (names, values): (Vec<String>, Vec<Value>) = params.into_iter().unzip();
         Write { sql: sql.into(), rows: Rows::One(values), names: Some(names.into_boxed_slice()), request: None }
     }

@@ -402,6 +402,17 @@ impl<T, X> Pipeline<T, X> {
         Ok(Pushed { wake: std::mem::take(&mut self.parked) })
     }
 
+    /// Makes room in memory for `entries` more entries about to be pushed at once (a host's
+    /// message of many writes): one allocation each for the queue and the writes waiting for
+    /// room, instead of one per doubling.
+    pub fn reserve(&mut self, entries: usize) {
+        let free = self.queue.capacity().saturating_sub(self.queue.rows());
+        self.queue.reserve(entries);
+        if self.backpressure == Backpressure::Wait {
+            self.waiting.reserve(entries.saturating_sub(free));
+        }
+    }
+
     fn wait_for_room(&mut self, entry: Entry<T, X>, rows: usize, now: Duration) {
         self.waiting_rows += rows;
         self.waiting.push_back(Queued { item: entry, rows, accepted_at: now });

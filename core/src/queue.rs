@@ -68,6 +68,13 @@ impl<T> WriteQueue<T> {
         Ok(())
     }
 
+    /// Makes room in memory for `entries` more entries at once (one allocation, not one per
+    /// doubling), up to what the queue can hold.
+    pub fn reserve(&mut self, entries: usize) {
+        let room = self.capacity.saturating_sub(self.rows);
+        self.items.reserve(entries.min(room));
+    }
+
     /// Whether an entry of `rows` rows would be accepted now.
     pub fn has_room_for(&self, rows: usize) -> bool {
         // A zero-row entry (a flush marker) always fits: it holds no parameters.

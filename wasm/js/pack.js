@@ -86,7 +86,7 @@ export function pack(items, workerIds) {
   // encode of the whole is several times faster than one per string. The ends stay in UTF-16
   // units, so a surrogate pair split across two strings is still found (the worker gives each
   // half U+FFFD, as when sent alone).
-  const text = utf8.encode(strings.join(""));
+  const text = encodeUtf8(strings.join(""));
   const textEnds = Uint32Array.from(ends);
   return {
     ids,
@@ -102,6 +102,24 @@ export function pack(items, workerIds) {
     seqs,
     transfer: [ids.buffer, counts.buffer, sqlIndex.buffer, tags.buffer, nums.buffer, text.buffer, textEnds.buffer, ...(seqs ? [seqs.buffer] : [])],
   };
+}
+
+/**
+ * `text` in UTF-8, as `TextEncoder.encode` gives it. `encodeInto` a buffer made for it is several
+ * times faster in Chromium (12 MB: about 20 ms against 200 ms). The buffer is sized for ASCII
+ * first; the rest of a text that is not goes into one sized for the worst case (3 bytes per
+ * UTF-16 unit), and the two are joined.
+ */
+export function encodeUtf8(text) {
+  const ascii = new Uint8Array(text.length);
+  const { read, written } = utf8.encodeInto(text, ascii);
+  if (read === text.length) return ascii;
+  const rest = new Uint8Array((text.length - read) * 3);
+  const more = utf8.encodeInto(text.substring(read), rest).written;
+  const whole = new Uint8Array(written + more);
+  whole.set(ascii.subarray(0, written));
+  whole.set(rest.subarray(0, more), written);
+  return whole;
 }
 
 const CANNOT_SEND =

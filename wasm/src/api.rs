@@ -156,7 +156,7 @@ impl Database {
     ) -> Result<Array, JsValue> {
         let malformed = || JsValue::from_str("submitPacked: malformed columns");
         let refused = Array::new();
-        let sqls: Vec<String> = sqls.iter().map(|s| s.as_string().unwrap_or_default()).collect();
+        let sqls: Vec<Arc<str>> = sqls.iter().map(|s| s.as_string().unwrap_or_default().into()).collect();
         // The page encodes the joined strings with `TextEncoder` (never invalid UTF-8: a lone
         // surrogate becomes U+FFFD); a JS string would be copied into wasm memory one
         // character at a time.
@@ -166,6 +166,7 @@ impl Database {
         let now = crate::host::now();
         let (mut v, mut other, mut old) = (0usize, 0u32, 0u32);
         let origin: Option<Arc<str>> = origin.map(Into::into);
+        self.store.reserve(ids.len());
         for (i, (&id, &count)) in ids.iter().zip(counts).enumerate() {
             let request = request_id(origin.as_ref(), seqs, i);
             if count == u32::MAX {
@@ -197,7 +198,7 @@ impl Database {
             }
             let settled = match error {
                 None => self.store.submit_at(
-                    Op::Write(Write::one(sql.clone(), params)).once(request, !resent),
+                    Op::Write(Write::one(Arc::clone(sql), params)).once(request, !resent),
                     Ticket::Id(id),
                     now,
                 ),

@@ -312,6 +312,11 @@ impl Store {
         }
     }
 
+    /// Makes room in memory for `entries` writes about to be submitted at once.
+    pub(crate) fn reserve(&self, entries: usize) {
+        self.inner.borrow_mut().pipeline.reserve(entries);
+    }
+
     /// Drops the request markers of `origin` below `below` with the next batch: that sender
     /// has heard how those writes ended and will not send them again.
     pub(crate) fn forget(&self, origin: &str, below: u64) {

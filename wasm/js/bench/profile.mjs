@@ -4,11 +4,15 @@
 // engine's own work such as garbage collection and message passing).
 //
 //   node bench/profile.mjs --pkg DIR [--case burst|parallel|many] [--rows N] [--top N]
+//                          [--callers REGEX] [--save DIR]
+//
+// --callers prints, for the functions whose name matches, which callers their self time came
+// through; --save writes both profiles as .cpuprofile files (Chromium DevTools opens them).
 //
 // --pkg is a wasm-bindgen output of sqlweir-wasm built with the `bench` feature and with its name
 // section kept (scripts/profile-browser builds one), so wasm functions show by name.
 
-import { cp, mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
+import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -20,7 +24,7 @@ const PACKAGE = dirname(HERE);
 const MODULES = JSON.parse(await readFile(join(PACKAGE, "package.json"), "utf8")).files.filter((f) => f.endsWith(".js") && !f.includes("/"));
 
 function parseArgs(argv) {
-  const a = { pkg: null, case: "burst", rows: 100_000, top: 25 };
+  const a = { pkg: null, case: "burst", rows: 100_000, top: 25, callers: null, save: null };
   for (let i = 0; i < argv.length; i++) {
     const value = () => argv[++i];
     switch (argv[i]) {
@@ -28,6 +32,8 @@ function parseArgs(argv) {
       case "--case": a.case = value(); break;
       case "--rows": a.rows = Number(value()); break;
       case "--top": a.top = Number(value()); break;
+      case "--callers": a.callers = new RegExp(value()); break;
+      case "--save": a.save = value(); break;
       default: throw new Error(`unknown argument ${argv[i]}`);
     }
   }
@@ -53,10 +59,34 @@ function selfTimes(profile) {
   for (let i = 0; i < profile.samples.length; i++) {
     const node = byId.get(profile.samples[i]);
     const f = node.callFrame;
-    const name = `${f.functionName || "(anonymous)"} ${f.url ? f.url.split("/").pop() : ""}`.trim();
+    const name = frameName(f);
     ms.set(name, (ms.get(name) ?? 0) + (deltas[i + 1] ?? 0) / 1000);
   }
   return { ms, span: (profile.endTime - profile.startTime) / 1000 };
+}
+
+/** A call frame's printed name: the function and its file. */
+function frameName(f) {
+  return `${f.functionName || "(anonymous)"} ${f.url ? f.url.split("/").pop() : ""}`.trim();
+}
+
+/**
+ * The self time (ms) of the functions matching `pattern`, by the first caller up the stack that
+ * does not match it.
+ */
+function callersOf(profile, pattern) {
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const parent = new Map();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const ms = new Map();
+  for (let i = 0; i < profile.samples.length; i++) {
+    let node = byId.get(profile.samples[i]);
+    if (!pattern.test(frameName(node.callFrame))) continue;
+    while (node && pattern.test(frameName(node.callFrame))) node = byId.get(parent.get(node.id));
+    const name = node ? frameName(node.callFrame) : "(top)";
+    ms.set(name, (ms.get(name) ?? 0) + (profile.timeDeltas[i + 1] ?? 0) / 1000);
+  }
+  return [...ms].sort((a, b) => b[1] - a[1]);
 }
 
 /** The part of sqlweir a function belongs to, by its name. */
@@ -142,6 +172,20 @@ async function main() {
     console.log(`case ${args.case}: ${args.rows} rows in ${run.ms.toFixed(0)} ms (${((run.ms * 1000) / args.rows).toFixed(2)} µs/write), rows found ${run.count}`);
     report("worker", workerProfile, args.rows, args.top);
     report("page", pageProfile, args.rows, args.top);
+    if (args.callers) {
+      for (const [title, profile] of [["worker", workerProfile], ["page", pageProfile]]) {
+        const by = callersOf(profile, args.callers);
+        if (by.length === 0) continue;
+        console.log(`\n${title}: self time of ${args.callers} by caller`);
+        for (const [name, t] of by.slice(0, args.top)) console.log(`  ${t.toFixed(1).padStart(9)} ms  ${name.slice(0, 110)}`);
+      }
+    }
+    if (args.save) {
+      await mkdir(args.save, { recursive: true });
+      await writeFile(join(args.save, `worker-${args.case}.cpuprofile`), JSON.stringify(workerProfile));
+      await writeFile(join(args.save, `page-${args.case}.cpuprofile`), JSON.stringify(pageProfile));
+      console.log(`profiles written to ${args.save}`);
+    }
   } finally {
     await context?.close();
     await new Promise((r) => server.close(r));

@@ -167,3 +167,27 @@ test("the published package has the licenses, the repository fields, every modul
     assert.equal(manifest.peerDependenciesMeta[name].optional, true, `${name} is optional`);
   }
 });
+
+test("pack's UTF-8 encoder gives TextEncoder's bytes for every kind of text", async () => {
+  // encodeUtf8 replaced TextEncoder.encode (ten times slower in Chromium); its second buffer
+  // serves texts that are not all ASCII, and a surrogate pair must not be cut between the two.
+  const { encodeUtf8 } = await import("../pack.js");
+  const reference = new TextEncoder();
+  const texts = [
+    "",
+    "collector",
+    "plain ascii ".repeat(1000),
+    "é",
+    "ascii then é then ascii",
+    "日本語のテキスト",
+    "emoji 😀 at the end 😀",
+    "😀",
+    "a\uD800b", // a lone high surrogate
+    "\uDC00 lone low first",
+    "x".repeat(4096) + "\uD83D\uDE00" + "y".repeat(10),
+    "mixed ß∂ƒ 🎉 " + "z".repeat(300) + "\uD83D", // ends on half a pair
+  ];
+  for (const text of texts) {
+    assert.deepEqual([...encodeUtf8(text)], [...reference.encode(text)], JSON.stringify(text.slice(0, 40)));
+  }
+});
