@@ -5,29 +5,47 @@ import { SqlweirError } from "./errors.js";
 
 const utf8 = new TextEncoder();
 
-/** `counts` entry of an item that travels as it is (not a plain `write`). */
+/** `counts` entry of an item that travels as it is (not a plain `write` or `writeMany`). */
 const AS_IS = 0xffffffff;
+
+/** `counts` entry of a `writeMany` whose rows are packed (`manyRows`, `rowLens`). */
+const MANY = 0xfffffffe;
+
+/** Whether item `[id, sql, payload, kind]` is a plain `write`: SQL and an array of parameters (or none). */
+const plainWrite = (item) => item[3] === false && typeof item[1] === "string" && (Array.isArray(item[2]) || item[2] == null);
+
+/** Whether it is a `writeMany` of SQL and an array of parameter arrays. */
+const plainMany = (item) => item[3] === true && typeof item[1] === "string" && Array.isArray(item[2]) && item[2].every(Array.isArray);
 
 /**
  * One tick's writes `[id, target, payload, kind, extra]` in columns for the worker's
  * `submitPacked`, under the worker's message `ids` when given (then each item's own id goes in
  * `seqs`: its number at its tab, the request id's second half): plain `write`s (SQL string, array
- * of parameters) as one table of distinct SQL, parameter type tags, numbers in a Float64Array and
- * strings joined in one UTF-8 buffer; every other
- * item (typed writes, writeMany, odd input the worker refuses) as it is, in `legacy`. Keeps the
- * order of the items.
+ * of parameters) and `writeMany`s (SQL string, array of parameter arrays: their number of rows in
+ * `manyRows`, each row's length in `rowLens`) as one table of distinct SQL, parameter type tags,
+ * numbers in a Float64Array and strings joined in one UTF-8 buffer; every other item (typed
+ * writes, odd input the worker refuses) as it is, in `legacy`. Keeps the order of the items.
  */
 export function pack(items, workerIds) {
   const n = items.length;
   let values = 0;
+  let manyItems = 0;
+  let manyRowCount = 0;
   for (let i = 0; i < n; i++) {
     const item = items[i];
-    if (item[3] === false && typeof item[1] === "string" && Array.isArray(item[2])) values += item[2].length;
+    if (plainWrite(item)) values += item[2]?.length ?? 0;
+    else if (plainMany(item)) {
+      manyItems++;
+      manyRowCount += item[2].length;
+      for (const row of item[2]) values += row.length;
+    }
   }
   const ids = workerIds ?? new Float64Array(n);
   const seqs = workerIds ? new Float64Array(n) : null;
   const counts = new Uint32Array(n);
   const sqlIndex = new Uint32Array(n);
+  const manyRows = new Uint32Array(manyItems);
+  const rowLens = new Uint32Array(manyRowCount);
   const tags = new Uint8Array(values);
   const nums = new Float64Array(values);
   const sqls = [];
@@ -38,26 +56,11 @@ export function pack(items, workerIds) {
   const legacy = [];
   let v = 0;
   let units = 0;
-  for (let i = 0; i < n; i++) {
-    const item = items[i];
-    const params = item[2];
-    if (seqs) seqs[i] = item[0];
-    else ids[i] = item[0];
-    if (item[3] !== false || typeof item[1] !== "string" || !(Array.isArray(params) || params == null)) {
-      counts[i] = AS_IS;
-      legacy.push(item);
-      continue;
-    }
-    let at = sqlAt.get(item[1]);
-    if (at === undefined) {
-      at = sqls.length;
-      sqls.push(item[1]);
-      sqlAt.set(item[1], at);
-    }
-    sqlIndex[i] = at;
-    if (params == null) continue;
+  let m = 0;
+  let r = 0;
+  // Lays out one parameter array's values from `v` on.
+  const layOut = (params) => {
     const count = params.length;
-    counts[i] = count;
     for (let k = 0; k < count; k++, v++) {
       const value = params[k];
       switch (typeof value) {
@@ -81,6 +84,37 @@ export function pack(items, workerIds) {
           others.push(value);
       }
     }
+  };
+  for (let i = 0; i < n; i++) {
+    const item = items[i];
+    const params = item[2];
+    if (seqs) seqs[i] = item[0];
+    else ids[i] = item[0];
+    const write = plainWrite(item);
+    const many = !write && plainMany(item);
+    if (!write && !many) {
+      counts[i] = AS_IS;
+      legacy.push(item);
+      continue;
+    }
+    let at = sqlAt.get(item[1]);
+    if (at === undefined) {
+      at = sqls.length;
+      sqls.push(item[1]);
+      sqlAt.set(item[1], at);
+    }
+    sqlIndex[i] = at;
+    if (many) {
+      counts[i] = MANY;
+      manyRows[m++] = params.length;
+      for (const row of params) {
+        rowLens[r++] = row.length;
+        layOut(row);
+      }
+    } else if (params != null) {
+      counts[i] = params.length;
+      layOut(params);
+    }
   }
   // The strings as one UTF-8 buffer, transferred rather than cloned. Joined first: one native
   // encode of the whole is several times faster than one per string. The ends stay in UTF-16
@@ -100,7 +134,9 @@ export function pack(items, workerIds) {
     others,
     legacy,
     seqs,
-    transfer: [ids.buffer, counts.buffer, sqlIndex.buffer, tags.buffer, nums.buffer, text.buffer, textEnds.buffer, ...(seqs ? [seqs.buffer] : [])],
+    manyRows,
+    rowLens,
+    transfer: [ids.buffer, counts.buffer, sqlIndex.buffer, manyRows.buffer, rowLens.buffer, tags.buffer, nums.buffer, text.buffer, textEnds.buffer, ...(seqs ? [seqs.buffer] : [])],
   };
 }
 

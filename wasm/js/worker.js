@@ -105,7 +105,7 @@ self.onmessage = async (event) => {
       const resent = message.resent === true;
       if (origin != null && forget != null) db.forget(origin, forget);
       refused = p
-        ? db.submitPacked(p.ids, p.counts, p.sqlIndex, p.sqls, p.tags, p.nums, p.text, p.textEnds, p.others, p.legacy, origin, seqs, resent)
+        ? db.submitPacked(p.ids, p.counts, p.sqlIndex, p.manyRows, p.rowLens, p.sqls, p.tags, p.nums, p.text, p.textEnds, p.others, p.legacy, origin, seqs, resent)
         : db.submit(message.items, origin, seqs, resent);
     }
     if (refused.length) self.postMessage({ settled: refused });

@@ -129,13 +129,14 @@ impl Database {
 
     /// Accepts one tick's writes packed in columns (the main thread's `sendWrites`), in order:
     /// item `i` has id `ids[i]`; `counts[i]` is its number of parameters when it is a plain
-    /// `write` of the SQL `sqls[sql_index[i]]`, or `u32::MAX` when it is the next item of
-    /// `legacy` (any other kind, as `submit` takes it). The plain writes' parameters follow one
-    /// another in `tags` (0 null, 1 number, 2 string, 3 boolean, 4 any other value) with
-    /// numbers and booleans in `nums` (same index), strings cut from `text` (UTF-8) at the UTF-16 ends
-    /// `text_ends`, and other values in `others`. Returns the refused ones like `submit`;
-    /// `origin`, `seqs` and `resent` give request ids as there. The id of a `legacy` item is
-    /// `ids[i]`, not its own first element.
+    /// `write` of the SQL `sqls[sql_index[i]]`, `u32::MAX - 1` when it is a `writeMany` of that
+    /// SQL (its number of rows is the next of `many_rows`, each row's length the next of
+    /// `row_lens`), or `u32::MAX` when it is the next item of `legacy` (any other kind, as
+    /// `submit` takes it). The packed writes' parameters follow one another in `tags` (0 null, 1
+    /// number, 2 string, 3 boolean, 4 any other value) with numbers and booleans in `nums` (same
+    /// index), strings cut from `text` (UTF-8) at the UTF-16 ends `text_ends`, and other values in
+    /// `others`. Returns the refused ones like `submit`; `origin`, `seqs` and `resent` give
+    /// request ids as there. The id of a `legacy` item is `ids[i]`, not its own first element.
     #[wasm_bindgen(js_name = submitPacked)]
     #[allow(clippy::too_many_arguments, clippy::needless_pass_by_value)]
     pub fn submit_packed(
@@ -143,6 +144,8 @@ impl Database {
         ids: &[f64],
         counts: &[u32],
         sql_index: &[u32],
+        many_rows: &[u32],
+        row_lens: &[u32],
         sqls: &Array,
         tags: &[u8],
         nums: &[f64],
@@ -161,48 +164,47 @@ impl Database {
         // surrogate becomes U+FFFD); a JS string would be copied into wasm memory one
         // character at a time.
         let text = std::str::from_utf8(text).map_err(|_| malformed())?;
-        let mut strings = split_text(text, text_ends).into_iter();
+        let mut values =
+            Packed { tags, nums, strings: split_text(text, text_ends).into_iter(), others, at: 0, other: 0 };
         // One clock reading for the whole message: its writes were all issued in one tick.
         let now = crate::host::now();
-        let (mut v, mut other, mut old) = (0usize, 0u32, 0u32);
+        let (mut old, mut many, mut row) = (0u32, 0usize, 0usize);
         let origin: Option<Arc<str>> = origin.map(Into::into);
         self.store.reserve(ids.len());
         for (i, (&id, &count)) in ids.iter().zip(counts).enumerate() {
             let request = request_id(origin.as_ref(), seqs, i);
-            if count == u32::MAX {
+            if count == AS_IS {
                 self.submit_item(id, legacy.get(old), request, resent, &refused)?;
                 old += 1;
                 continue;
             }
-            let sql = sql_index.get(i).and_then(|&at| sqls.get(at as usize)).ok_or_else(malformed)?;
-            let mut params = Vec::with_capacity(count as usize);
-            let mut error = None;
-            for k in 0..count as usize {
-                let (&tag, &n) = tags.get(v).zip(nums.get(v)).ok_or_else(malformed)?;
-                v += 1;
-                let value = match tag {
-                    0 => Ok(Value::Null),
-                    1 => Ok(number_value(n)),
-                    2 => Ok(Value::Text(strings.next().ok_or_else(malformed)?)),
-                    3 => Ok(Value::Integer(n as i64)),
-                    _ => {
-                        other += 1;
-                        value_from_js(&others.get(other - 1))
+            let sql = Arc::clone(sql_index.get(i).and_then(|&at| sqls.get(at as usize)).ok_or_else(malformed)?);
+            let write = if count == MANY {
+                let rows = *many_rows.get(many).ok_or_else(malformed)? as usize;
+                many += 1;
+                let mut out = Vec::with_capacity(rows);
+                let mut error = None;
+                for r in 0..rows {
+                    let len = *row_lens.get(row).ok_or_else(malformed)?;
+                    row += 1;
+                    match values.take(len)? {
+                        Ok(params) => out.push(params),
+                        Err((k, why)) if error.is_none() => {
+                            error = Some(invalid(format!("row {r}, parameter {k}: {why}")));
+                        }
+                        Err(_) => {}
                     }
-                };
-                match value {
-                    Ok(value) => params.push(value),
-                    Err(why) if error.is_none() => error = Some(invalid(format!("parameter {}: {why}", k + 1))),
-                    Err(_) => {}
                 }
-            }
-            let settled = match error {
-                None => self.store.submit_at(
-                    Op::Write(Write::one(Arc::clone(sql), params)).once(request, !resent),
-                    Ticket::Id(id),
-                    now,
-                ),
-                Some(e) => Err(Settled { id, result: Err(e.into()) }),
+                error.map_or_else(|| Ok(Write::many(sql, out)), Err)
+            } else {
+                values
+                    .take(count)?
+                    .map(|params| Write::one(sql, params))
+                    .map_err(|(k, why)| invalid(format!("parameter {k}: {why}")))
+            };
+            let settled = match write {
+                Ok(write) => self.store.submit_at(Op::Write(write).once(request, !resent), Ticket::Id(id), now),
+                Err(e) => Err(Settled { id, result: Err(e.into()) }),
             };
             if let Err(s) = settled {
                 push_settled(&refused, &s);
@@ -495,6 +497,53 @@ pub async fn import_file(directory: String, name: String, bytes: Vec<u8>) -> Res
         .and_then(|()| util.import_db(&name, &bytes));
     crate::opfs::release(&name);
     done.map_err(|e| js(&OpenError::Storage { message: e.to_string() }))
+}
+
+/// `counts` entry of an item that travels as it is (`pack.js`).
+const AS_IS: u32 = u32::MAX;
+/// `counts` entry of a packed `writeMany`.
+const MANY: u32 = u32::MAX - 1;
+
+/// The parameter columns of `submitPacked`, read in order.
+struct Packed<'a> {
+    tags: &'a [u8],
+    nums: &'a [f64],
+    strings: std::vec::IntoIter<String>,
+    others: &'a Array,
+    /// The next value's index in `tags` and `nums`.
+    at: usize,
+    /// The next one's in `others`.
+    other: u32,
+}
+
+impl Packed<'_> {
+    /// The next `count` values: all of them, or the first refused one's position (from 1) and
+    /// why; every one of them is read either way. `Err` when the columns are malformed.
+    fn take(&mut self, count: u32) -> Result<Result<Vec<Value>, (usize, String)>, JsValue> {
+        let malformed = || JsValue::from_str("submitPacked: malformed columns");
+        let mut params = Vec::with_capacity(count as usize);
+        let mut error = None;
+        for k in 1..=count as usize {
+            let (&tag, &n) = self.tags.get(self.at).zip(self.nums.get(self.at)).ok_or_else(malformed)?;
+            self.at += 1;
+            let value = match tag {
+                0 => Ok(Value::Null),
+                1 => Ok(number_value(n)),
+                2 => Ok(Value::Text(self.strings.next().ok_or_else(malformed)?)),
+                3 => Ok(Value::Integer(n as i64)),
+                _ => {
+                    self.other += 1;
+                    value_from_js(&self.others.get(self.other - 1))
+                }
+            };
+            match value {
+                Ok(value) => params.push(value),
+                Err(why) if error.is_none() => error = Some((k, why)),
+                Err(_) => {}
+            }
+        }
+        Ok(error.map_or(Ok(params), Err))
+    }
 }
 
 /// The request id of item `i`: (`origin`, `seqs[i]`), when an origin is given.

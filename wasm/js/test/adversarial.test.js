@@ -148,3 +148,62 @@ test("named parameters bind from an object and a missing or extra name is refuse
   assert.deepEqual(r.codes, ["ok", "ok", "InvalidInput", "InvalidInput", "ok"]);
   assert.deepEqual(r.rows, [{ x: 600, qty: 2 }, { x: 601, qty: 601 }, { x: 604, qty: 1 }]);
 });
+
+test("a writeMany's rows keep every value as given, and a bad value refuses only its writeMany, naming the row", async () => {
+  // writeMany's rows now travel in the same packed columns as plain writes (one message for a
+  // tick, no structured clone of every row): each value must arrive as the one-by-one path
+  // gave it, and a value that cannot be a parameter must refuse that writeMany alone.
+  const r = await browser.page.evaluate(async () => {
+    const db = window.db;
+    await db.write("CREATE TABLE many_vals(k INTEGER, v)");
+    await db.write("CREATE TABLE one_vals(k INTEGER, v)");
+    const values = [1.5, 42, -7, 9007199254740993n, "héllo 😀", "", "a\uD800b", true, false, null, new Uint8Array([1, 2, 255]), 2 ** 60];
+    const rows = values.map((v, k) => [k, v]);
+    const tick = [
+      window.settle(db.write("INSERT INTO t(x, qty) VALUES (700, 1)")),
+      window.settle(db.writeMany("INSERT INTO many_vals(k, v) VALUES (?, ?)", rows)),
+      window.settle(db.writeMany("INSERT INTO many_vals(k, v) VALUES (?, ?)", [[100, 1], [101, {}], [102, undefined]])),
+      window.settle(db.writeMany("INSERT INTO many_vals(k, v) VALUES (?, ?)", [[200, 1], "not a row"])),
+      window.settle(db.writeMany("INSERT INTO many_vals(k, v) VALUES (?, ?)", [])),
+      ...rows.map((row) => window.settle(db.write("INSERT INTO one_vals(k, v) VALUES (?, ?)", row))),
+      window.settle(db.write("INSERT INTO t(x, qty) VALUES (701, 1)")),
+    ];
+    const settled = await Promise.all(tick);
+    const shown = (v) => (v instanceof Uint8Array ? ["blob", ...v] : typeof v === "bigint" ? `${v}n` : v);
+    const read = async (table) =>
+      (await db.query(`SELECT k, typeof(v) AS type, v FROM ${table} ORDER BY k`)).map((row) => [row.k, row.type, shown(row.v)]);
+    const plain = await db.query("SELECT count(*) AS n FROM t WHERE x IN (700, 701)");
+    return {
+      outcomes: settled.slice(0, 5).map((s) => (s[0] === "ok" ? ["ok", s[1].committed ?? s[1].changes] : s)),
+      many: await read("many_vals"),
+      one: await read("one_vals"),
+      plain: plain[0].n,
+    };
+  });
+  assert.deepEqual(r.outcomes[0], ["ok", 1]);
+  assert.deepEqual(r.outcomes[1], ["ok", 12]);
+  assert.equal(r.outcomes[2][1], "InvalidInput");
+  assert.match(r.outcomes[2][2], /row 1, parameter 2: object Object is not a parameter type/);
+  assert.equal(r.outcomes[3][1], "InvalidInput");
+  assert.match(r.outcomes[3][2], /row 1/);
+  assert.deepEqual(r.outcomes[4], ["ok", 0]);
+  assert.equal(r.plain, 2, "the plain writes of the tick committed");
+  assert.deepEqual(r.many, r.one, "a writeMany row holds what the same write alone holds");
+  assert.deepEqual(r.many.slice(0, 5), [
+    [0, "real", 1.5],
+    [1, "integer", 42],
+    [2, "integer", -7],
+    [3, "integer", "9007199254740993n"],
+    [4, "text", "héllo 😀"],
+  ]);
+  assert.deepEqual(r.many.slice(5), [
+    [5, "text", ""],
+    [6, "text", "a\uFFFDb"],
+    [7, "integer", 1],
+    [8, "integer", 0],
+    [9, "null", null],
+    [10, "blob", ["blob", 1, 2, 255]],
+    [11, "real", 1152921504606846976],
+  ]);
+  await browser.page.evaluate(() => window.db.write("DELETE FROM t WHERE x IN (700, 701)"));
+});
