@@ -25,7 +25,7 @@ const NAPPING: u8 = 2;
 
 /// How long the writer thread naps while write groups commit the writes: what a write whose
 /// ticket nobody waits on may wait before the writer thread runs it.
-const NAP: Duration = Duration::from_millis(1);
+const NAP: Duration = Duration::from_micros(250);
 /// Write groups count as active this long after a leader's last batch.
 const GROUPS_ACTIVE: Duration = Duration::from_millis(100);
 
