@@ -12,7 +12,7 @@ use std::io::{BufRead, BufReader, Write as _};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::Duration;
 
-use sqlweir::{JobOutcome, LockError, Options, Store, Wait, params};
+use sqlweir::{CloseError, ErrorKind, JobOutcome, LockError, Options, Store, Wait, params};
 
 /// How long the leases of these tests last: short, so that expiries come soon.
 const LEASE: Duration = Duration::from_secs(1);
@@ -162,7 +162,15 @@ fn lease_child_process() {
         }
         other => panic!("unknown role {other}"),
     }
-    store.close().expect("close");
+    // The other process may still be using the file (its last writes, its lease renewals), and
+    // then the final checkpoint cannot finish: `close` says so with `Checkpoint` (busy), as
+    // documented, and the data is safe in the WAL. A CI run met exactly that; anything else
+    // is a failure.
+    match store.close() {
+        Ok(()) => {}
+        Err(CloseError::Checkpoint(e)) if e.kind == ErrorKind::Busy => {}
+        Err(e) => panic!("close: {e:?}"),
+    }
 }
 
 /// A write that applies only while `token` is the latest grant of the job `nightly`.
