@@ -90,6 +90,17 @@ fn parse_args() -> Result<Args, String> {
     Ok(a)
 }
 
+/// (3b) with one way of waiting for the write group, `rows` rows in mode `sync`.
+fn lockstep_waiting<'a>(
+    d: &'a Path,
+    name: &'static str,
+    rows: usize,
+    sync: Synchronous,
+    wait: GroupWait,
+) -> Scenario<'a> {
+    Box::new(move |key| measure_store_waiting(d, key, name.into(), rows, sync, wait, |s, _| lockstep(s, rows)))
+}
+
 /// A scenario to measure, when `--only` wants its key.
 type Scenario<'a> = Box<dyn FnOnce(&'static str) -> Result<Run, Box<dyn std::error::Error>> + 'a>;
 
@@ -871,45 +882,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // default (write groups, yield 50 times) is the row above.
         (
             "weir_lockstep_handoff",
-            Box::new(|key| {
-                measure_store_waiting(
-                    d,
-                    key,
-                    "(3b) wait: hand-off to the writer thread".into(),
-                    n,
-                    normal,
-                    GroupWait::Handoff,
-                    |s, _| lockstep(s, n),
-                )
-            }),
+            lockstep_waiting(d, "(3b) wait: hand-off to the writer thread", n, normal, GroupWait::Handoff),
         ),
         (
             "weir_lockstep_park",
-            Box::new(|key| {
-                measure_store_waiting(
-                    d,
-                    key,
-                    "(3b) wait: write groups, park at once".into(),
-                    n,
-                    normal,
-                    GroupWait::Park,
-                    |s, _| lockstep(s, n),
-                )
-            }),
+            lockstep_waiting(d, "(3b) wait: write groups, park at once", n, normal, GroupWait::Park),
         ),
         (
             "weir_lockstep_spin",
-            Box::new(|key| {
-                measure_store_waiting(
-                    d,
-                    key,
-                    "(3b) wait: write groups, spin 50 x 64".into(),
-                    n,
-                    normal,
-                    GroupWait::Spin(50),
-                    |s, _| lockstep(s, n),
-                )
-            }),
+            lockstep_waiting(d, "(3b) wait: write groups, spin 50 x 64", n, normal, GroupWait::Spin(50)),
         ),
         (
             "weir_many",
@@ -937,17 +918,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ),
         (
             "weir_lockstep_handoff_full",
-            Box::new(|key| {
-                measure_store_waiting(
-                    d,
-                    key,
-                    "(7) (3b) FULL, hand-off to the writer thread".into(),
-                    f,
-                    full,
-                    GroupWait::Handoff,
-                    |s, _| lockstep(s, f),
-                )
-            }),
+            lockstep_waiting(d, "(7) (3b) FULL, hand-off to the writer thread", f, full, GroupWait::Handoff),
         ),
     ];
     let mut runs = Vec::new();

@@ -11,6 +11,11 @@ const AS_IS = 0xffffffff;
 /** `counts` entry of a `writeMany` whose rows are packed (`manyRows`, `rowLens`). */
 const MANY = 0xfffffffe;
 
+/** `pack`'s ways of sending an item. */
+const AS_IS_WAY = 0;
+const WRITE = 1;
+const WRITE_MANY = 2;
+
 /** Whether item `[id, sql, payload, kind]` is a plain `write`: SQL and an array of parameters (or none). */
 const plainWrite = (item) => item[3] === false && typeof item[1] === "string" && (Array.isArray(item[2]) || item[2] == null);
 
@@ -31,10 +36,15 @@ export function pack(items, workerIds) {
   let values = 0;
   let manyItems = 0;
   let manyRowCount = 0;
+  // Each item's way, decided once: a plain write, a packed writeMany, or as it is.
+  const ways = new Uint8Array(n);
   for (let i = 0; i < n; i++) {
     const item = items[i];
-    if (plainWrite(item)) values += item[2]?.length ?? 0;
-    else if (plainMany(item)) {
+    if (plainWrite(item)) {
+      ways[i] = WRITE;
+      values += item[2]?.length ?? 0;
+    } else if (plainMany(item)) {
+      ways[i] = WRITE_MANY;
       manyItems++;
       manyRowCount += item[2].length;
       for (const row of item[2]) values += row.length;
@@ -90,9 +100,8 @@ export function pack(items, workerIds) {
     const params = item[2];
     if (seqs) seqs[i] = item[0];
     else ids[i] = item[0];
-    const write = plainWrite(item);
-    const many = !write && plainMany(item);
-    if (!write && !many) {
+    const many = ways[i] === WRITE_MANY;
+    if (ways[i] === AS_IS_WAY) {
       counts[i] = AS_IS;
       legacy.push(item);
       continue;

@@ -157,7 +157,6 @@ impl Database {
         seqs: &[f64],
         resent: bool,
     ) -> Result<Array, JsValue> {
-        let malformed = || JsValue::from_str("submitPacked: malformed columns");
         let refused = Array::new();
         let sqls: Vec<Arc<str>> = sqls.iter().map(|s| s.as_string().unwrap_or_default().into()).collect();
         // The page encodes the joined strings with `TextEncoder` (never invalid UTF-8: a lone
@@ -499,6 +498,11 @@ pub async fn import_file(directory: String, name: String, bytes: Vec<u8>) -> Res
     done.map_err(|e| js(&OpenError::Storage { message: e.to_string() }))
 }
 
+/// What `submitPacked` throws for columns that do not fit together (a bug, not bad input).
+fn malformed() -> JsValue {
+    JsValue::from_str("submitPacked: malformed columns")
+}
+
 /// `counts` entry of an item that travels as it is (`pack.js`).
 const AS_IS: u32 = u32::MAX;
 /// `counts` entry of a packed `writeMany`.
@@ -520,7 +524,6 @@ impl Packed<'_> {
     /// The next `count` values: all of them, or the first refused one's position (from 1) and
     /// why; every one of them is read either way. `Err` when the columns are malformed.
     fn take(&mut self, count: u32) -> Result<Result<Vec<Value>, (usize, String)>, JsValue> {
-        let malformed = || JsValue::from_str("submitPacked: malformed columns");
         let mut params = Vec::with_capacity(count as usize);
         let mut error = None;
         for k in 1..=count as usize {
