@@ -1,9 +1,11 @@
-// The package under bundlers: a tiny app that imports `sqlweir` by name from node_modules is
-// bundled with esbuild (minified ESM; the package's worker.js and pkg/ copied next to the
-// bundle, as the README's "Bundlers" section says) and with Vite (which bundles the worker and
-// emits the wasm by itself), and run in real headless Chromium: no import map, nothing served
-// from the package's own directory. Needs `pkg/` built (scripts/test-browser does it) and
-// Debian's chromium.
+// The package as npm publishes it (wasm/js/dist, its JavaScript minified), under bundlers and
+// without one: a tiny app that imports `sqlweir` by name from node_modules is bundled with
+// esbuild (minified ESM; the package's worker.js and pkg/ copied next to the bundle, as the
+// README's "Bundlers" section says) and with Vite (which bundles the worker and emits the wasm
+// by itself), and the same app is served as written with the package beside it and an import
+// map; each runs in real headless Chromium, nothing served from the package's own directory.
+// Needs the package built (scripts/build-wasm writes pkg/ and dist/; scripts/test-browser runs
+// it) and Debian's chromium.
 
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
@@ -70,6 +72,7 @@ const PAGE = (src) => `<!doctype html>
 
 let work;
 const failed = [];
+const served = []; // the paths the browser fetched, the worker's included
 
 /** The esbuild app in `work/esbuild`, output in `dist`: the bundle, the worker and pkg/ next to it. */
 async function buildWithEsbuild(dir) {
@@ -101,19 +104,31 @@ async function buildWithVite(dir) {
   return join(dir, "dist");
 }
 
-/** Builds both apps in a fresh `work` directory; returns the mounts of their outputs. */
+/** The app without a bundler in `work/plain`: served as written, the package in `sqlweir/`. */
+async function buildPlain(dir) {
+  const out = join(dir, "site");
+  await mkdir(out);
+  await cp(join(dir, "node_modules", "sqlweir"), join(out, "sqlweir"), { recursive: true, dereference: true });
+  await writeFile(join(out, "main.js"), APP("plain.db"));
+  const map = `<script type="importmap">{ "imports": { "sqlweir": "./sqlweir/index.js" } }</script>\n    `;
+  await writeFile(join(out, "index.html"), PAGE("./main.js").replace("<script", `${map}<script`));
+  return out;
+}
+
+/** Builds the apps in a fresh `work` directory; returns the mounts of their outputs. */
 async function buildApps() {
   work = await mkdtemp(join(tmpdir(), "sqlweir-bundler-"));
   const dist = {};
-  for (const [name, buildApp] of [["esbuild", buildWithEsbuild], ["vite", buildWithVite]]) {
-    // Each app's project: `sqlweir` installed in node_modules (linked to this package).
+  for (const [name, buildApp] of [["esbuild", buildWithEsbuild], ["vite", buildWithVite], ["plain", buildPlain]]) {
+    // Each app's project: `sqlweir` installed in node_modules (linked to the package as
+    // published, wasm/js/dist).
     const dir = join(work, name);
     await mkdir(join(dir, "node_modules"), { recursive: true });
-    await symlink(ROOT, join(dir, "node_modules", "sqlweir"), "dir");
+    await symlink(join(ROOT, "dist"), join(dir, "node_modules", "sqlweir"), "dir");
     dist[name] = await buildApp(dir);
   }
   // Only the build outputs are served; one origin, so one port.
-  return { "/esbuild/": dist.esbuild, "/vite/": dist.vite };
+  return { "/esbuild/": dist.esbuild, "/vite/": dist.vite, "/plain/": dist.plain };
 }
 
 const browser = chromiumHooks(chromium, {
@@ -121,6 +136,7 @@ const browser = chromiumHooks(chromium, {
   root: buildApps,
   setup: ({ context }) => {
     context.on("requestfailed", (r) => failed.push(`${r.url()} ${r.failure()?.errorText}`));
+    context.on("response", (r) => served.push(new URL(r.url()).pathname));
     context.on("response", (r) => r.status() >= 400 && !r.url().endsWith("/favicon.ico") && failed.push(`${r.url()} ${r.status()}`));
   },
 });
@@ -154,8 +170,8 @@ test("Vite bundles the worker and emits the wasm on its own", async () => {
 
 const COUNT = 2_000;
 
-for (const app of ["esbuild", "vite"]) {
-  test(`${app}: the bundled app opens a database, writes in parallel and queries the rows back`, async () => {
+for (const app of ["esbuild", "vite", "plain"]) {
+  test(`${app}: the app opens a database, writes in parallel and queries the rows back`, async () => {
     await load(app);
     const result = await browser.page.evaluate((count) => window.app.fill(count), COUNT);
     assert.equal(result.changes, COUNT);
@@ -173,7 +189,7 @@ for (const app of ["esbuild", "vite"]) {
     assert.deepEqual(failed, []);
   });
 
-  test(`${app}: the rows are still there after a reload of the bundled page`, async () => {
+  test(`${app}: the rows are still there after a reload of the page`, async () => {
     await load(app);
     const titles = await browser.page.evaluate(() => window.app.reopen());
     assert.equal(titles.length, COUNT);
@@ -183,3 +199,13 @@ for (const app of ["esbuild", "vite"]) {
     assert.deepEqual(failed, []);
   });
 }
+
+test("without a bundler the page loads the published modules, minified, and SQLite's wasm", async () => {
+  // What the plain app's two tests above fetched.
+  const loaded = served.filter((p) => p.startsWith("/plain/"));
+  for (const file of ["index.js", "transport.js", "hub.js", "database.js", "worker.js", "pkg/sqlweir_wasm_bg.wasm"]) {
+    assert.ok(loaded.includes(`/plain/sqlweir/${file}`), `${file} among ${loaded.join(", ")}`);
+  }
+  const hub = await readFile(join(work, "plain", "site", "sqlweir", "hub.js"), "utf8");
+  assert.equal(hub.split("\n").length < 5 && !hub.includes("/**"), true, "hub.js as published is minified");
+});

@@ -15,6 +15,7 @@ import { promisify } from "node:util";
 
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 const REPO = dirname(dirname(ROOT));
+const DIST = join(ROOT, "dist");
 
 /**
  * The package's own modules that `index.js`, `full.js` and `worker.js` reach by static imports (the
@@ -142,8 +143,8 @@ test("the published package has the licenses, the repository fields, every modul
     assert.equal(await readFile(join(ROOT, name), "utf8"), await readFile(join(REPO, name), "utf8"), `${name} differs from the repository's`);
   }
   assert.match(await readFile(join(ROOT, "LICENSE-MIT"), "utf8"), /Copyright \(c\) the sqlweir developers/);
-  // What `npm publish` would upload.
-  const { stdout } = await promisify(execFile)("npm", ["pack", "--dry-run", "--json", "--ignore-scripts"], { cwd: ROOT });
+  // What `npm publish wasm/js/dist` would upload (build-dist.mjs, run by scripts/build-wasm).
+  const { stdout } = await promisify(execFile)("npm", ["pack", "--dry-run", "--json"], { cwd: DIST });
   const files = JSON.parse(stdout)[0].files.map((f) => f.path).sort();
   // Every module the entry and the worker import, each under its own name.
   const modules = [...(await moduleGraph()).keys()];
@@ -166,6 +167,39 @@ test("the published package has the licenses, the repository fields, every modul
     assert.ok(manifest.peerDependencies[name], `${name} is a peer`);
     assert.equal(manifest.peerDependenciesMeta[name].optional, true, `${name} is optional`);
   }
+});
+
+test("the published modules are the source's, minified: the same exports, fewer bytes, no scripts to run", async () => {
+  // Apps without a bundler download them as they are; the source in the repository stays readable.
+  const manifest = JSON.parse(await readFile(join(ROOT, "package.json"), "utf8"));
+  const published = JSON.parse(await readFile(join(DIST, "package.json"), "utf8"));
+  const { scripts: _s, devDependencies: _d, ...kept } = manifest;
+  assert.deepEqual(published, kept, "dist/package.json is the source's less scripts and devDependencies");
+  // Publishing the readable source by mistake is refused.
+  assert.match(manifest.scripts.prepublishOnly, /exit 1/);
+  const modules = manifest.files.filter((f) => f.endsWith(".js") && !f.includes("/"));
+  assert.ok(modules.length >= 10, modules.join(", "));
+  let source = 0;
+  let minified = 0;
+  for (const name of modules) {
+    const [a, b] = await Promise.all([readFile(join(ROOT, name), "utf8"), readFile(join(DIST, name), "utf8")]);
+    assert.ok(b.length < a.length * 0.8, `${name}: ${b.length} bytes published against ${a.length} written`);
+    assert.ok(!b.includes("\n//"), `${name} keeps no comments`);
+    source += a.length;
+    minified += b.length;
+    // The worker runs only in a worker (self.onmessage); the others load in Node.
+    if (name === "worker.js") continue;
+    const [mine, theirs] = await Promise.all([import(join(ROOT, name)), import(join(DIST, name))]);
+    assert.deepEqual(Object.keys(theirs).sort(), Object.keys(mine).sort(), `${name}'s exports`);
+  }
+  assert.ok(minified < source / 2, `${minified} bytes published against ${source} written`);
+  // The bundlers' worker and wasm lines, which they recognise by their shape, survive minifying.
+  assert.match(await readFile(join(DIST, "index.js"), "utf8"), /new Worker\(new URL\("\.\/worker\.js",import\.meta\.url\),\{type:"module"/);
+  assert.match(await readFile(join(DIST, "index.js"), "utf8"), /new URL\("\.\/pkg\/sqlweir_wasm_bg\.wasm",import\.meta\.url\)/);
+  // The wasm-bindgen glue too: it is generated, its readable source is the Rust.
+  const glue = await readFile(join(DIST, "pkg", "sqlweir_wasm.js"), "utf8");
+  assert.ok(glue.length < (await readFile(join(ROOT, "pkg", "sqlweir_wasm.js"), "utf8")).length * 0.8);
+  assert.deepEqual(await readFile(join(DIST, "pkg", "sqlweir_wasm_bg.wasm")), await readFile(join(ROOT, "pkg", "sqlweir_wasm_bg.wasm")));
 });
 
 test("pack's UTF-8 encoder gives TextEncoder's bytes for every kind of text", async () => {

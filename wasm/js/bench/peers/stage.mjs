@@ -6,34 +6,30 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const PACKAGE = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+// What npm publishes: wasm/js/dist (build-dist.mjs, run by scripts/build-wasm), the JavaScript minified.
+const DIST = join(PACKAGE, "dist");
 
 const exists = (path) => stat(path).then(() => true, () => false);
 
 /**
- * The sqlweir package as npm would publish it: package.json and what its `files` lists, every
- * module at the package root, and any module those import (relative imports and
- * `new URL("./...", import.meta.url)`, followed file to file) that `files` missed, with a warning:
- * the package's modules are being split up, and the bench should measure the tree as it is.
+ * The sqlweir package as npm would publish it: wasm/js/dist, and any module its modules import
+ * (relative imports and `new URL("./...", import.meta.url)`, followed file to file) that
+ * package.json's `files` missed, copied from the source with a warning: the package's modules
+ * are being split up, and the bench should measure the tree as it is.
  */
 export async function stageSqlweir(dir) {
-  const manifest = JSON.parse(await readFile(join(PACKAGE, "package.json"), "utf8"));
-  await mkdir(dir, { recursive: true });
-  await cp(join(PACKAGE, "package.json"), join(dir, "package.json"));
-  const roots = (await readdir(PACKAGE)).filter((f) => f.endsWith(".js"));
-  for (const f of new Set([...manifest.files, ...roots])) {
-    try {
-      await cp(join(PACKAGE, f), join(dir, f), { recursive: true });
-    } catch (e) {
-      if (e.code !== "ENOENT") throw e;
-      if (f.startsWith("pkg/")) throw new Error(`wasm/js/${f} is missing: build the package first (scripts/build-wasm)`);
-    }
+  if (!(await exists(join(DIST, "pkg", "sqlweir_wasm_bg.wasm")))) {
+    throw new Error("wasm/js/dist is missing: build the package first (scripts/build-wasm)");
   }
+  await mkdir(dir, { recursive: true });
+  await cp(DIST, dir, { recursive: true });
+  const roots = (await readdir(DIST)).filter((f) => f.endsWith(".js"));
   const seen = new Set();
   const follow = async (file) => {
     if (seen.has(file)) return;
     seen.add(file);
     const code = await readFile(join(dir, file), "utf8");
-    const specifiers = code.matchAll(/(?:\bfrom\s*|\bimport\s*\(\s*|\bimport\s+|new URL\(\s*)["'](\.{1,2}\/[^"']+)["']/g);
+    const specifiers = code.matchAll(/(?:\bfrom\s*|\bimport\s*\(\s*|\bimport\s*|new URL\(\s*)["'](\.{1,2}\/[^"']+)["']/g);
     for (const [, spec] of specifiers) {
       const target = join(dirname(file), spec);
       if (!target.endsWith(".js") || target.startsWith("..")) continue;
