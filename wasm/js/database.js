@@ -98,7 +98,7 @@ class Database extends EventTarget {
     const conn = this.#conn;
     if (conn.broken) return Promise.reject(conn.broken);
     const id = conn.nextId++;
-    const promise = new Promise((resolve, reject) => conn.writes.set(id, { resolve, reject }));
+    const promise = conn.expect(id);
     this.#pending.push(extra === undefined ? [id, sql, params, many] : [id, sql, params, many, extra]);
     if (!this.#scheduled) {
       this.#scheduled = true;

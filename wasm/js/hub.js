@@ -35,7 +35,7 @@ class Hub {
     this.term = 0;
     this.conn = null;
     this.nextId = 1;
-    this.writes = new Map(); // this page's writes: id -> { resolve, reject, term, db, item, ids }
+    this.writes = new Map(); // this page's writes: id -> PageWrite
     this.calls = new Map(); // this page's calls: id -> { resolve, reject, op, fields, sentTo, term }
     this.dbs = new Map(); // this page's open databases: name -> { options, logger, requestIds, database }
     this.entries = new Map(); // leader: databases open in the worker: name -> { id, ready, users }
@@ -171,7 +171,6 @@ class Hub {
     for (const [id, w] of this.writes) {
       if (w.term === null || w.term === now) continue;
       if (!w.ids) {
-        this.writes.delete(id);
         w.reject(leaderChanged("write")); // opened with requestIds: false
         continue;
       }
@@ -207,7 +206,12 @@ class Hub {
     if (this.term > 1) this.emit("resync", {});
   }
 
-  // The interface `Database` uses: nextId, writes, broken, call, sendWrites.
+  // The interface `Database` uses: nextId, broken, expect, call, sendWrites.
+
+  /** The promise of this page's write `id`, settled by its receipt or its error. */
+  expect(id) {
+    return new Promise((resolve, reject) => this.writes.set(id, new PageWrite(this, id, resolve, reject)));
+  }
 
   call(op, fields = {}) {
     const id = this.nextId++;
@@ -255,7 +259,7 @@ class Hub {
           if (w) w.term = this.term;
         }
         const origin = this.dbs.get(action.writes)?.requestIds === false ? null : this.id;
-        this.submit(action.writes, action.items, origin, this.low(), action.resent === true, (id) => new OwnWaiter(this, id));
+        this.submit(action.writes, action.items, origin, this.low(), action.resent === true, (id) => this.writes.get(id));
         return;
       }
       const c = this.calls.get(action.call);
@@ -297,16 +301,6 @@ class Hub {
     }
     const good = cloneable(items, this.writes);
     if (good.length) this.post({ ...message, items: good });
-  }
-
-  /** Settles this page's write `id` (its waiter in `writes`), unless its worker failed. */
-  settleOwn(id, ok, value) {
-    if (!ok && this.failures.has(value)) return; // its worker failed: it goes to the next leader
-    const w = this.writes.get(id);
-    if (!w) return;
-    this.writes.delete(id);
-    if (ok) w.resolve(value);
-    else w.reject(value);
   }
 
   // Leader: the databases open in the worker, shared by every tab that opened them.
@@ -384,13 +378,13 @@ class Hub {
   /**
    * Sends writes `[id, ...]` to the worker, recorded under the request ids (`origin`, id) unless
    * `origin` is null, dropping the markers of `origin` below `low`; `resent` ones (sent to an
-   * earlier leader) are looked up first. `waiterFor(id)` settles each. Keeps their order; the
+   * earlier leader) are looked up first. `waiterFor(id)` settles each (none: it settled already). Keeps their order; the
    * items are not changed (this tab's own are kept for a resend).
    */
   submit(name, items, origin, low, resent, waiterFor) {
     const entry = this.entries.get(name);
     const refuse = (e) => {
-      for (const [id] of items) waiterFor(id).reject(toError(e));
+      for (const [id] of items) waiterFor(id)?.reject(toError(e));
     };
     if (!entry) return refuse(closedError());
     const go = (db) => {
@@ -474,7 +468,6 @@ class Hub {
         for (let i = 0; i < r.length; i += 3) {
           const w = this.writes.get(r[i]);
           if (!w) continue;
-          this.writes.delete(r[i]);
           if (r[i + 1]) w.resolve(settledValue(r[i + 2]));
           else w.reject(toError(r[i + 2]));
         }
@@ -485,19 +478,32 @@ class Hub {
   }
 }
 
-/** The worker's waiter of one of this page's own writes (one small object per write, no closures). */
-class OwnWaiter {
-  constructor(hub, id) {
+/**
+ * One of this page's writes until it settles: its promise's functions, and where it was sent
+ * (kept for a resend to the next leader). When this tab leads it is also the worker's waiter of
+ * the write. Every field is set here, so that each write's object has one shape from the start.
+ */
+class PageWrite {
+  constructor(hub, id, resolved, rejected) {
     this.hub = hub;
     this.id = id;
+    this.resolved = resolved;
+    this.rejected = rejected;
+    this.db = null; // the database's name, once sent
+    this.item = null; // `[id, target, payload, kind, extra]`, once sent
+    this.ids = true; // recorded under its request id (the database was not opened with requestIds: false)
+    this.term = null; // the term it was last sent in; null while it waits to be sent
   }
 
+  /** Settles the write with its receipt, unless it settled already. */
   resolve(value) {
-    this.hub.settleOwn(this.id, true, value);
+    if (this.hub.writes.delete(this.id)) this.resolved(value);
   }
 
+  /** Settles the write with `error`, unless it settled already or its worker failed (it goes to the next leader). */
   reject(error) {
-    this.hub.settleOwn(this.id, false, error);
+    if (this.hub.failures.has(error)) return;
+    if (this.hub.writes.delete(this.id)) this.rejected(error);
   }
 }
 

@@ -182,9 +182,9 @@ export function cloneable(items, waiters) {
       structuredClone(item);
       good.push(item);
     } catch {
-      const waiter = waiters.get(item[0]);
+      // Rejected before it leaves `waiters`: a page's own write settles only while it is there.
+      waiters.get(item[0])?.reject(new SqlweirError(CANNOT_SEND, "InvalidInput"));
       waiters.delete(item[0]);
-      waiter?.reject(new SqlweirError(CANNOT_SEND, "InvalidInput"));
     }
   }
   return good;
