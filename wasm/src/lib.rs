@@ -42,6 +42,7 @@ mod api;
 mod bench;
 mod convert;
 mod error;
+mod frames;
 mod host;
 mod opfs;
 mod options;

@@ -10,8 +10,12 @@ use wasm_bindgen::JsValue;
 use crate::error::OpenError;
 use crate::host;
 
-/// The VFS name databases are opened with.
+/// The VFS name databases are opened with: the pool, with each WAL frame written in one call
+/// (frames.rs).
 pub(crate) const VFS_NAME: &str = "sqlweir-opfs";
+
+/// The pool's own VFS name, under [`VFS_NAME`].
+const POOL_VFS_NAME: &str = "sqlweir-opfs-pool";
 
 /// Pool slots kept free beyond the files in use, ensured before each database is opened: the
 /// new database and its WAL or rollback journal (this SQLite keeps temporary files in memory,
@@ -58,11 +62,14 @@ pub(crate) async fn pool(directory: &str) -> Result<OpfsSAHPoolUtil, OpenError> 
 
 async fn install_with_handover(directory: &str) -> Result<OpfsSAHPoolUtil, OpenError> {
     let cfg =
-        OpfsSAHPoolCfgBuilder::new().vfs_name(VFS_NAME).directory(directory).initial_capacity(SPARE_SLOTS).build();
+        OpfsSAHPoolCfgBuilder::new().vfs_name(POOL_VFS_NAME).directory(directory).initial_capacity(SPARE_SLOTS).build();
     let mut attempt = 0;
     loop {
         match install::<WasmOsCallback>(&cfg, false).await {
-            Ok(util) => return Ok(util),
+            Ok(util) => {
+                crate::frames::register(VFS_NAME, POOL_VFS_NAME).map_err(|message| OpenError::Storage { message })?;
+                return Ok(util);
+            }
             // After a reload the old page's worker may still hold the access handles for a
             // moment; they are released when it is torn down.
             Err(e) if attempt < HANDOVER_ATTEMPTS && is_held_elsewhere(&e) => {

@@ -24,8 +24,10 @@ use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 wasm_bindgen_test_configure!(run_in_dedicated_worker);
 
 /// The VFS name and pool directory a store installs by default (`opfs::VFS_NAME`,
-/// `Options::directory`).
+/// `Options::directory`), and the name of the pool's own VFS under it (`opfs::POOL_VFS_NAME`;
+/// `VFS` writes each WAL frame in one call, wasm/src/frames.rs).
 const VFS: &str = "sqlweir-opfs";
+const POOL_VFS: &str = "sqlweir-opfs-pool";
 const DIRECTORY: &str = ".sqlweir";
 
 #[wasm_bindgen(inline_js = r"
@@ -38,6 +40,19 @@ export function countFlushes() {
   proto.sqlweirCountedFlush = true;
 }
 export function flushes() { return globalThis.sqlweirFlushes ?? 0; }
+export function countWrites() {
+  const proto = FileSystemSyncAccessHandle.prototype;
+  if (proto.sqlweirCountedWrite) return;
+  const write = proto.write;
+  globalThis.sqlweirWrites = new Map();
+  proto.write = function (buffer, options) {
+    const n = buffer.byteLength;
+    globalThis.sqlweirWrites.set(n, (globalThis.sqlweirWrites.get(n) ?? 0) + 1);
+    return write.call(this, buffer, options);
+  };
+  proto.sqlweirCountedWrite = true;
+}
+export function writesOf(bytes) { return globalThis.sqlweirWrites?.get(bytes) ?? 0; }
 ")]
 extern "C" {
     /// From now on, counts the calls of `FileSystemSyncAccessHandle.flush()` in this worker.
@@ -45,6 +60,13 @@ extern "C" {
     fn count_flushes();
     /// The flushes counted so far.
     fn flushes() -> f64;
+    /// From now on, counts the calls of `FileSystemSyncAccessHandle.write()` in this worker by
+    /// their size in bytes.
+    #[wasm_bindgen(js_name = countWrites)]
+    fn count_writes();
+    /// The writes of exactly `bytes` bytes counted so far.
+    #[wasm_bindgen(js_name = writesOf)]
+    fn writes_of(bytes: f64) -> f64;
 }
 
 fn options(journal: Journal, synchronous: Synchronous) -> Options {
@@ -58,7 +80,7 @@ fn options(journal: Journal, synchronous: Synchronous) -> Options {
 /// The pool the stores of this worker installed (installing it again with the same
 /// configuration hands back the same pool).
 async fn pool() -> OpfsSAHPoolUtil {
-    let cfg = OpfsSAHPoolCfgBuilder::new().vfs_name(VFS).directory(DIRECTORY).build();
+    let cfg = OpfsSAHPoolCfgBuilder::new().vfs_name(POOL_VFS).directory(DIRECTORY).build();
     install::<WasmOsCallback>(&cfg, false).await.unwrap()
 }
 
@@ -212,4 +234,37 @@ fn web_sys_log(message: &str) {
         fn console_log(message: &str);
     }
     console_log(message);
+}
+
+/// Issue 18: SQLite appends each WAL frame as two writes (its 24-byte header, then the page),
+/// and on OPFS a write of 24 bytes costs about what a page costs. The VFS layer
+/// (wasm/src/frames.rs) sends each header with its page, as one write of 24 + page size bytes.
+/// This test fails if a header goes alone, and checks that what the layer wrote reads back: the
+/// close checkpoints (reads every frame back into the database), then a reopen and an integrity
+/// check.
+#[wasm_bindgen_test]
+async fn each_wal_frame_is_one_write_and_reads_back() {
+    count_writes();
+    let store = Store::open("frames.db", options(Journal::Wal, Synchronous::Normal)).await.unwrap();
+    let page = int(&store, "PRAGMA page_size");
+    let (headers, frames) = (writes_of(24.0), writes_of((page + 24) as f64));
+    // 3,000 rows of ~1 KB in 30 commits: ~400 frames.
+    let pad = "x".repeat(1000);
+    for commit in 0..30 {
+        let ids: Vec<i64> = (commit * 100..(commit + 1) * 100).collect();
+        let rows = ids.iter().map(|&id| vec![Value::Integer(id), Value::Text(format!("{id} {pad}"))]).collect();
+        let outcome = store.write_many("INSERT INTO t(id, v) VALUES (?1, ?2)", rows).await.unwrap();
+        assert_eq!(outcome.committed, 100);
+    }
+    let (alone, joined) = (writes_of(24.0) - headers, writes_of((page + 24) as f64) - frames);
+    assert!(alone.abs() < f64::EPSILON, "{alone} frame headers were written alone ({joined} with their page)");
+    assert!(joined >= 300.0, "each frame as one write: {joined}");
+    store.close().await.unwrap();
+
+    let store = Store::open("frames.db", options(Journal::Wal, Synchronous::Normal)).await.unwrap();
+    assert_eq!(int(&store, "SELECT count(*) FROM t"), 3000);
+    assert_eq!(int(&store, "SELECT sum(id) FROM t"), (0..3000).sum::<i64>());
+    assert_eq!(int(&store, "SELECT count(*) FROM t WHERE v = id || ' ' || printf('%.*c', 1000, 'x')"), 3000);
+    assert_eq!(text(&store, "PRAGMA integrity_check"), "ok");
+    store.close().await.unwrap();
 }
