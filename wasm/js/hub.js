@@ -378,8 +378,8 @@ class Hub {
   /**
    * Sends writes `[id, ...]` to the worker, recorded under the request ids (`origin`, id) unless
    * `origin` is null, dropping the markers of `origin` below `low`; `resent` ones (sent to an
-   * earlier leader) are looked up first. `waiterFor(id)` settles each (none: it settled already). Keeps their order; the
-   * items are not changed (this tab's own are kept for a resend).
+   * earlier leader) are looked up first. `waiterFor(id)` settles each (none if it settled
+   * already). Keeps their order; the items are not changed (this tab's own are kept for a resend).
    */
   submit(name, items, origin, low, resent, waiterFor) {
     const entry = this.entries.get(name);
